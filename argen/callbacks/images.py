@@ -1,0 +1,52 @@
+"""Image grids (samples, reconstructions, completions) logged during validation.
+
+Any LightningModule that implements ``visuals(n) -> dict[name, Tensor[N, C, H, W]]`` (integer
+levels) and has ``num_levels`` gets its images written as PNG files in the run directory and, when a
+W&B logger is attached, logged as uint8 images (W&B renders float images black).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torchvision.utils import make_grid, save_image
+
+
+def to_uint8_grid(images: torch.Tensor, num_levels: int, nrow: int = 8) -> torch.Tensor:
+    """Integer levels [N, C, H, W] -> one uint8 grid [H', W', C] in 0..255."""
+    scaled = images.detach().float().cpu() / (num_levels - 1)
+    grid = make_grid(scaled, nrow=nrow, padding=2, pad_value=0.5)
+    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+
+
+class ImageLogger(L.Callback):
+    """Log the module's visuals every ``every_n_epochs`` validation epochs (rank zero only)."""
+
+    def __init__(self, num_images: int = 64, nrow: int = 8, every_n_epochs: int = 1) -> None:
+        self.num_images = num_images
+        self.nrow = nrow
+        self.every_n_epochs = max(1, int(every_n_epochs))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not hasattr(pl_module, "visuals"):
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.log_visuals(trainer, pl_module, f"epoch_{trainer.current_epoch:04d}")
+
+    @rank_zero_only
+    def log_visuals(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> None:
+        folder = Path(trainer.default_root_dir) / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, images in pl_module.visuals(self.num_images).items():
+            grid = to_uint8_grid(images, pl_module.num_levels, self.nrow)
+            save_image(grid.permute(2, 0, 1).float() / 255, folder / f"{name}_{tag}.png")
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(
+                        key=f"images/{name}", images=[grid.numpy()], step=trainer.global_step
+                    )

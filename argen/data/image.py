@@ -1,0 +1,110 @@
+"""Shared machinery of the image DataModules: in-memory splits, device placement, batch format.
+
+Every image DataModule yields batches ``(x, y)``: ``x`` a float tensor [B, C, H, W] of integer levels
+``0 .. num_levels - 1`` and ``y`` the labels (``None`` for unlabelled data). Pixels are stored as
+uint8 and converted after the batch reaches the device, so a whole dataset costs one byte per
+sub-pixel and no normalization can leak into the likelihood.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+
+from argen.data.in_memory import TensorBatches, batch_loader
+
+Split = Literal["train", "val", "test"]
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: subclasses implement ``load_splits`` and declare ``name``, ``shape``, ``num_levels``.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        num_workers: DataLoader workers (0 is fastest for in-memory tensors).
+        on_device: keep the tensors on the training device (``"auto"``: on an accelerator when the
+            dataset takes under a quarter of its free memory).
+        max_examples: keep only the first N examples of every split (quick runs and tests).
+    """
+
+    name: str = "images"
+    shape: tuple[int, int, int] = (1, 28, 28)
+    num_levels: int = 256
+    num_classes: int | None = None
+
+    def __init__(
+        self,
+        batch_size: int = 100,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_device: bool | Literal["auto"] = "auto",
+        max_examples: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.on_device = on_device
+        self.max_examples = max_examples
+        self.splits: dict[str, TensorBatches] = {}
+
+    # ------------------------------------------------------------- subclass API
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Return uint8 images [N, C, H, W] and optional labels for 'train', 'val' and 'test'."""
+        raise NotImplementedError
+
+    def transform_train_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Turn a stored training batch into float levels (override for dynamic binarization)."""
+        return x.float()
+
+    def net_overrides(self) -> dict:
+        """Constructor arguments of the network that only the data can tell (none for images)."""
+        return {}
+
+    # ---------------------------------------------------------------- Lightning
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            for split, (images, labels) in self.load_splits().items():
+                if self.max_examples is not None:
+                    images = images[: self.max_examples]
+                    labels = None if labels is None else labels[: self.max_examples]
+                self.splits[split] = TensorBatches(images, labels)
+        device = self._target_device()
+        if device is not None:
+            self.splits = {k: v.to(device) for k, v in self.splits.items()}
+
+    def _target_device(self) -> torch.device | None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.on_device is False:
+            return None
+        device = trainer.strategy.root_device
+        if device.type == "cpu":
+            return None
+        if self.on_device == "auto" and device.type == "cuda":
+            size = sum(v.images.numel() for v in self.splits.values())
+            free, _ = torch.cuda.mem_get_info(device)
+            if size > free / 4:
+                return None
+        return device
+
+    def train_dataloader(self):
+        return batch_loader(self.splits["train"], self.batch_size, True, self.num_workers)
+
+    def val_dataloader(self):
+        return batch_loader(self.splits["val"], self.eval_batch_size, False, self.num_workers)
+
+    def test_dataloader(self):
+        return batch_loader(self.splits["test"], self.eval_batch_size, False, self.num_workers)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            return self.transform_train_images(x), y
+        return x.float(), y
+
+    def num_examples(self, split: Split) -> int:
+        return len(self.splits[split])

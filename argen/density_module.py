@@ -1,0 +1,157 @@
+"""LightningModule for density models of images (binary or K-level): training, exact evaluation,
+metrics and sampling glue around any network that honours the ``log_prob``/``sample`` contract."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class DensityModule(L.LightningModule):
+    """Trains ``net`` by maximum likelihood and reports exact NLL in nats/example and bits/dim.
+
+    Args:
+        net: a density model (``log_prob(x) -> [B]`` nats, ``sample(n)``); if it defines
+            ``training_loss(x) -> [B]`` (order-agnostic MADE/NADE) that is the training objective.
+        optimizer: factory called with the parameters, e.g. ``partial(torch.optim.Adam, lr=1e-3)``.
+        scheduler: optional factory called with the optimizer.
+        scheduler_interval: ``"epoch"`` or ``"step"``.
+        conditional: pass labels ``y`` to ``log_prob``/``sample`` (class-conditional models).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        conditional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.conditional = conditional
+        self.num_dims = int(net.num_dims)
+        self.nll = nn.ModuleDict({s: MeanMetric() for s in ("train_", "val_", "test_")})
+
+    # ----------------------------------------------------------------- steps
+    def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
+        x, y = batch if isinstance(batch, list | tuple) else (batch, None)
+        if self.conditional:
+            if y is None:
+                raise ValueError(
+                    "conditional=true needs labelled data, but the batch has no labels"
+                )
+            return x, {"y": y}
+        return x, {}
+
+    def log_prob(self, batch) -> torch.Tensor:
+        x, kwargs = self._inputs(batch)
+        return self.net.log_prob(x, **kwargs)
+
+    def bits_per_dim(self, nll_nats: torch.Tensor) -> torch.Tensor:
+        return nll_nats / (self.num_dims * math.log(2))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, kwargs = self._inputs(batch)
+        if hasattr(self.net, "training_loss"):
+            loss_per_example = self.net.training_loss(x, **kwargs)
+        else:
+            loss_per_example = -self.net.log_prob(x, **kwargs)
+        loss = loss_per_example.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Non-finite training loss ({loss.item()}) at global step {self.global_step}, "
+                f"epoch {self.current_epoch}, batch {batch_idx}. Training stopped; the last saved "
+                "checkpoint is unchanged. Lower the learning rate or enable gradient clipping "
+                "(trainer.gradient_clip_val=1.0)."
+            )
+        self.nll["train_"].update(loss_per_example.detach())
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.nll["val_"].update(-self.log_prob(batch))
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.nll["test_"].update(-self.log_prob(batch))
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Log the exact mean NLL of the epoch and its bits/dim, then reset.
+
+        ``MeanMetric`` keeps (sum, count) and syncs both across processes, so every example counts
+        exactly once, a partial last batch included.
+        """
+        metric = self.nll[f"{stage}_"]
+        if not metric.update_called:
+            return
+        nll = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/nll", nll, prog_bar=True)
+        self.log(f"{stage}/bits_per_dim", self.bits_per_dim(nll), prog_bar=stage != "train")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    # -------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(self, n: int, **kwargs) -> torch.Tensor:
+        """Draw ``n`` samples in eval mode (restoring the previous mode)."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            if self.conditional and "y" not in kwargs:
+                num_classes = int(self.net.num_classes)
+                kwargs["y"] = torch.arange(n, device=self.device) % num_classes
+            return self.net.sample(n, device=self.device, **kwargs)
+        finally:
+            self.net.train(was_training)
+
+    def timed_sample(self, n: int) -> tuple[torch.Tensor, float]:
+        """Samples and the wall time per sample in seconds."""
+        start = time.perf_counter()
+        samples = self.sample(n)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return samples, (time.perf_counter() - start) / n
+
+    # ------------------------------------------------------------ optimizers
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "monitor": "val/nll",
+            },
+        }
+
+    # ----------------------------------------------------------- visuals
+    @property
+    def num_levels(self) -> int:
+        return int(self.net.num_levels)
+
+    def visuals(self, n: int) -> dict[str, torch.Tensor]:
+        """Images for the image-logging callback: fresh samples."""
+        return {"samples": self.sample(n)}

@@ -1,0 +1,81 @@
+"""The one contract shared by every density model in argen.
+
+A density model is a plain ``nn.Module`` (no Lightning, no Hydra) with
+
+* ``log_prob(x) -> Tensor[B]``: the exact log-likelihood of each example, in nats;
+* ``sample(n, ...) -> Tensor``: ``n`` fresh examples in the same format as the data.
+
+Image models see float tensors ``[B, C, H, W]`` whose values are the integer levels
+``0 .. num_levels - 1`` (``{0., 1.}`` for binary data). ``validate_levels`` rejects anything else
+with a message that says what was wrong, so a bad input never yields a wrong number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class DensityModel(nn.Module):
+    """Base class: stores the data shape and number of levels, and validates inputs."""
+
+    def __init__(self, shape: Sequence[int], num_levels: int = 2) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        self.num_levels = int(num_levels)
+        if self.num_levels < 2:
+            raise ValueError(f"num_levels must be at least 2, got {num_levels}")
+
+    @property
+    def num_dims(self) -> int:
+        """Number of modelled variables D (used for bits/dim = nats / (D ln 2))."""
+        return math.prod(self.shape)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(self, n: int, **kwargs) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def validate_levels(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a floating tensor [B, *shape] of integer levels."""
+        validate_levels(x, self.shape, self.num_levels, type(self).__name__)
+
+
+def validate_levels(x: torch.Tensor, shape: Sequence[int], num_levels: int, who: str) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating tensor [B, *shape] of levels 0..K-1."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who}.log_prob expects a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise ValueError(
+            f"{who}.log_prob expects a floating tensor of pixel levels, got dtype {x.dtype}; "
+            "convert with x.float()"
+        )
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"{who}.log_prob expects inputs of shape [B, {', '.join(map(str, shape))}], "
+            f"got {list(x.shape)}"
+        )
+    if x.numel() == 0:
+        return
+    low, high = x.min().item(), x.max().item()
+    if low < 0 or high > num_levels - 1 or not torch.equal(x, x.round()):
+        raise ValueError(
+            f"{who}.log_prob expects integer levels in [0, {num_levels - 1}] "
+            f"(num_levels={num_levels}), got values in [{low:g}, {high:g}]"
+            + ("" if torch.equal(x, x.round()) else " that are not whole numbers")
+            + "; binarize or quantize the data first"
+        )
+
+
+def require_binary(num_levels: int, model: str) -> None:
+    """Binary-only models (FVSBN, NADE, MADE) refuse non-binary data before training starts."""
+    if num_levels != 2:
+        raise ValueError(
+            f"{model} models binary data (num_levels=2), but the data has num_levels={num_levels}. "
+            "Use a binary dataset (data=binarized_mnist) or a model with a categorical pixel head "
+            "(model=pixelcnn, model=gated_pixelcnn, model=row_lstm, model=diagonal_bilstm)."
+        )

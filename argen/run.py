@@ -1,0 +1,152 @@
+"""One training run from a composed Hydra config: build, fit, test on the best checkpoint, summarise.
+
+``train.py`` only composes the config and calls ``train``; everything a run does lives here so that
+tests, sweeps and notebooks can call it in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from argen.callbacks.throughput import Throughput
+from argen.wandb_mode import choose_wandb_mode, finish_wandb
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a config group that maps names to ``_target_`` configs."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """Instantiate the DataModule, load its data, and check it agrees with the config's spec."""
+    datamodule = instantiate(cfg.data.datamodule)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    for key in ("shape", "num_levels"):
+        declared, actual = cfg.data.get(key), getattr(datamodule, key, None)
+        if declared is None or actual is None:
+            continue
+        if key == "shape":
+            declared, actual = [int(v) for v in declared], [int(v) for v in actual]
+        if declared != actual:
+            raise ValueError(
+                f"data.{key}={declared} in the config, but {type(datamodule).__name__} has {actual}"
+            )
+    return datamodule
+
+
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """Instantiate the LightningModule and its network; data-derived sizes come from the data."""
+    overrides = datamodule.net_overrides() if hasattr(datamodule, "net_overrides") else {}
+    if overrides:
+        return instantiate(cfg.model.module, net=overrides)
+    return instantiate(cfg.model.module)
+
+
+def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]:
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        choose_wandb_mode()
+    callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
+    if not loggers:
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    throughput = Throughput()
+    callbacks += [throughput, ConfigInCheckpoint(config)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return trainer, throughput
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the configured model, test the best checkpoint, write ``summary.json``; return it."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    trainer, throughput = build_trainer(cfg, config)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(config)
+    try:
+        start = time.perf_counter()
+        if cfg.get("train", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        train_seconds = time.perf_counter() - start
+        test_metrics: dict[str, float] = {}
+        if cfg.get("test", True):
+            checkpoint = trainer.checkpoint_callback
+            best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+            if not best:
+                rank_zero_info("No best checkpoint was saved: testing the current weights.")
+            results = trainer.test(
+                module, datamodule=datamodule, ckpt_path=best or None, weights_only=False
+            )
+            test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        summary = summarize(cfg, module, trainer, throughput, train_seconds, test_metrics)
+        write_summary(summary, Path(cfg.paths.output_dir), trainer)
+        return summary
+    finally:
+        finish_wandb()
+
+
+def summarize(
+    cfg: DictConfig,
+    module: L.LightningModule,
+    trainer: L.Trainer,
+    throughput: Throughput,
+    train_seconds: float,
+    test_metrics: dict[str, float],
+) -> dict[str, Any]:
+    """The run's headline numbers, in the units the README documents."""
+    summary: dict[str, Any] = {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "seed": int(cfg.seed),
+        "params": count_parameters(module),
+        "epochs": int(trainer.current_epoch),
+        "train_seconds": round(train_seconds, 3),
+        "train_examples_per_sec": throughput.examples_per_sec,
+        "output_dir": str(cfg.paths.output_dir),
+        "status": "finished",
+    }
+    summary.update({k.replace("/", "_"): v for k, v in test_metrics.items()})
+    if hasattr(module, "timed_sample") and cfg.get("summary", {}).get("num_samples", 0):
+        _, seconds = module.timed_sample(int(cfg.summary.num_samples))
+        summary["sample_seconds_per_example"] = seconds
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            summary["wandb_run"] = logger.experiment.path
+            summary["wandb_dir"] = str(Path(logger.experiment.dir).parent)
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in summary.items()
+    }
+
+
+@rank_zero_only
+def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(
+                {f"summary/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
+            )
+    rank_zero_info(f"Summary written to {output_dir / 'summary.json'}")

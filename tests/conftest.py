@@ -1,0 +1,58 @@
+"""Shared fixtures: where the real data is, and how to run train.py in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ARGEN_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+# Small, fast runs: tiny slices, no progress bar, one epoch.
+QUICK = [
+    "data.datamodule.max_examples=300",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.image_logger.num_images=4",
+    "summary.num_samples=2",
+]
+
+
+def needs_data(*parts: str):
+    return pytest.mark.skipif(
+        not DATA_DIR.joinpath(*parts).exists(), reason=f"{DATA_DIR.joinpath(*parts)} not present"
+    )
+
+
+def run_train(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python train.py`` with outputs under ``tmp_path``; W&B offline, no network."""
+    env = {
+        **os.environ,
+        "ARGEN_DATA_DIR": str(DATA_DIR),
+        "ARGEN_CACHE_DIR": str(tmp_path / "cache"),
+        "ARGEN_LOG_DIR": str(tmp_path / "logs"),
+        "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+        "WANDB_SILENT": "true",
+        "HYDRA_FULL_ERROR": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def read_summaries(tmp_path: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / "logs").rglob("summary.json"))]
