@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from argen.callbacks.rng_state import RNGState
 from argen.callbacks.throughput import Throughput
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
 
@@ -50,12 +51,59 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     return datamodule
 
 
-def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
-    """Instantiate the LightningModule and its network; data-derived sizes come from the data."""
+def apply_data_overrides(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """Write the sizes only the data can tell (vocabulary, image shape of a file) into the network's
+    config, so that the logged config and the checkpoint's copy of it rebuild the same network."""
     overrides = datamodule.net_overrides() if hasattr(datamodule, "net_overrides") else {}
-    if overrides:
-        return instantiate(cfg.model.module, net=overrides)
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, f"model.module.net.{key}", value, force_add=True)
+
+
+def build_module(cfg: DictConfig) -> L.LightningModule:
+    """Instantiate the LightningModule and its network from ``cfg.model.module``."""
     return instantiate(cfg.model.module)
+
+
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``: a checkpoint to resume from, or ``auto`` for this run directory's last.ckpt
+    (start fresh when there is none), so a requeued job can simply be run again."""
+    requested = cfg.get("ckpt_path")
+    if requested is None:
+        return None
+    output_dir = Path(cfg.paths.output_dir)
+    if requested == "auto":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            rank_zero_info(f"Resuming from {last}")
+            return str(last)
+        rank_zero_info(f"ckpt_path=auto: no {last} yet, starting from scratch")
+        return None
+    path = Path(requested).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"ckpt_path={requested} does not exist. Give the path of a .ckpt (for example "
+            "<run dir>/checkpoints/last.ckpt), or ckpt_path=auto with hydra.run.dir=<run dir>."
+        )
+    return str(path)
+
+
+def continue_wandb_run(cfg: DictConfig) -> None:
+    """When resuming in a run directory that already has a W&B run, log into that same run."""
+    id_file = Path(cfg.paths.output_dir) / WANDB_ID_FILE
+    if cfg.get("logger") and cfg.logger.get("wandb") and id_file.exists():
+        OmegaConf.update(cfg, "logger.wandb.id", id_file.read_text().strip(), force_add=True)
+        OmegaConf.update(cfg, "logger.wandb.resume", "allow", force_add=True)
+
+
+@rank_zero_only
+def remember_wandb_run(trainer: L.Trainer, output_dir: Path) -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / WANDB_ID_FILE).write_text(logger.experiment.id)
 
 
 def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]:
@@ -66,7 +114,7 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     throughput = Throughput()
-    callbacks += [throughput, ConfigInCheckpoint(config)]
+    callbacks += [throughput, ConfigInCheckpoint(config), RNGState()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return trainer, throughput
 
@@ -77,17 +125,22 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test the best checkpoint, write ``summary.json``; return it."""
-    config = OmegaConf.to_container(cfg, resolve=True)
     L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        continue_wandb_run(cfg)
     datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule)
+    apply_data_overrides(cfg, datamodule)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    module = build_module(cfg)
     trainer, throughput = build_trainer(cfg, config)
     for logger in trainer.loggers:
         logger.log_hyperparams(config)
+    remember_wandb_run(trainer, Path(cfg.paths.output_dir))
     try:
         start = time.perf_counter()
         if cfg.get("train", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         train_seconds = time.perf_counter() - start
         test_metrics: dict[str, float] = {}
         if cfg.get("test", True):
@@ -96,7 +149,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if not best:
                 rank_zero_info("No best checkpoint was saved: testing the current weights.")
             results = trainer.test(
-                module, datamodule=datamodule, ckpt_path=best or None, weights_only=False
+                module, datamodule=datamodule, ckpt_path=best or None, weights_only=True
             )
             test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         summary = summarize(cfg, module, trainer, throughput, train_seconds, test_metrics)

@@ -30,7 +30,9 @@ def needs_data(*parts: str):
     )
 
 
-def run_train(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+def run_train(
+    tmp_path: Path, *overrides: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python train.py`` with outputs under ``tmp_path``; W&B offline, no network."""
     env = {
         **os.environ,
@@ -40,10 +42,11 @@ def run_train(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess
         "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
         "WANDB_SILENT": "true",
         "HYDRA_FULL_ERROR": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=tmp_path,
+        cwd=cwd or tmp_path,
         env=env,
         capture_output=True,
         text=True,

@@ -29,7 +29,8 @@ class MaskedLinear(nn.Linear):
         self.register_buffer("mask", torch.ones(out_features, in_features))
 
     def set_mask(self, mask: torch.Tensor) -> None:
-        self.mask.copy_(mask.to(self.mask))
+        # Rebind rather than copy in place: the previous mask may still be saved for backward.
+        self.mask = mask.to(self.mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
@@ -83,8 +84,13 @@ class MADE(DensityModel):
             MaskedLinear(self.num_dims, self.num_dims, bias=False) if direct_connection else None
         )
         self.register_buffer("order", torch.arange(self.num_dims))
-        self.mask_index = -1
+        # The active mask is a buffer, so a resumed run continues the cycle where it stopped.
+        self.register_buffer("active_mask", torch.tensor(-1))
         self.use_mask(0)
+
+    @property
+    def mask_index(self) -> int:
+        return int(self.active_mask)
 
     # ------------------------------------------------------------------ masks
     def degrees(self, mask_index: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -124,7 +130,7 @@ class MADE(DensityModel):
         if self.direct is not None:
             self.direct.set_mask(in_degree[:, None] > in_degree[None, :])
         self.order.copy_(order)
-        self.mask_index = mask_index
+        self.active_mask.fill_(mask_index)
 
     def next_mask(self) -> None:
         """Cycle to the next mask seed (called once per training step when num_masks > 1)."""
