@@ -76,6 +76,8 @@ def assert_autoregressive(
             grad = torch.zeros_like(x)
         influence = grad.abs().sum(dim=0)
         forbidden = rank >= rank[i]
+        # Inputs may carry trailing axes (one-hot characters): a variable leaks if any entry does.
+        influence = influence.reshape(num_dims, -1).sum(dim=1)
         leaked = influence[forbidden]
         assert torch.all(leaked == 0), (
             f"conditional {i} (position {rank[i].item()} in the ordering) depends on variables "

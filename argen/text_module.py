@@ -1,0 +1,244 @@
+"""LightningModule that trains and evaluates a Char-RNN on character data (``TextDataModule``).
+
+Metrics (all per character, so "val/nll" is comparable across runs and is what checkpoints
+monitor): "train/nll" (nats/char, per step) and "train/nll_epoch", "val/nll" and "test/nll"
+(nats/char), "val/bpc" and "test/bpc" (bits/char), "val/unknown_chars" and "test/unknown_chars"
+(characters of the split that were unseen in training). Val/test sums are kept in torchmetrics
+``SumMetric``s, so they reduce exactly across DDP ranks; evaluation scores each stream of the
+split from BOS to its end, carrying the hidden state across windows of ``eval_window``
+characters (see ``argen.data.text`` for the stream layout).
+
+The character vocabulary is stored in every checkpoint (``checkpoint["vocab"]``) and restored
+on load, so a checkpoint alone is enough to decode samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import WandbLogger
+from torch import nn
+from torchmetrics import SumMetric
+
+from argen.data.text import CharVocab
+from argen.models.char_rnn import CharRNN
+
+VOCAB_KEY = "vocab"
+
+
+class _NatsPerChar(nn.Module):
+    """Total nats, characters and unknown characters of a split, as DDP-reducible sums."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nats = SumMetric()
+        self.chars = SumMetric()
+        self.unknown = SumMetric()
+
+    def update(self, nats: torch.Tensor, chars: torch.Tensor, unknown: torch.Tensor) -> None:
+        self.nats.update(nats)
+        self.chars.update(chars)
+        self.unknown.update(unknown)
+
+    def compute(self) -> dict[str, torch.Tensor] | None:
+        """{"nll", "bpc", "unknown_chars"} since the last reset; None if nothing was seen."""
+        chars = self.chars.compute()
+        if chars.item() == 0:
+            return None
+        nll = self.nats.compute() / chars
+        return {"nll": nll, "bpc": nll / math.log(2), "unknown_chars": self.unknown.compute()}
+
+    def reset(self) -> None:
+        for metric in (self.nats, self.chars, self.unknown):
+            metric.reset()
+
+
+class CharRNNModule(LightningModule):
+    """Train a ``CharRNN`` by maximum likelihood (mean NLL per character).
+
+    Args:
+        net: the model.
+        optimizer: callable taking ``params`` (e.g. ``partial(torch.optim.Adam, lr=2e-3)``);
+            Adam with lr 2e-3 when None.
+        scheduler: optional callable taking ``optimizer``; stepped per epoch on "val/nll".
+        sample_length: characters generated after each validation (0 disables it).
+        sample_prime: text the sample continues ("" starts from BOS).
+        temperature, top_k: sampling settings for those samples.
+        eval_window: characters scored per RNN call in evaluation (memory only; the result does
+            not depend on it).
+        vocab: the vocabulary (``CharVocab`` or its ``to_dict()``); taken from the DataModule at
+            setup or from the checkpoint when not given.
+    """
+
+    def __init__(
+        self,
+        net: CharRNN,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        sample_length: int = 200,
+        sample_prime: str = "\n",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        eval_window: int = 512,
+        vocab: CharVocab | dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Only plain values go into the checkpoint's hyper-parameters (the optimizer factories
+        # are functools.partial objects, which torch.load(weights_only=True) refuses).
+        self.save_hyperparameters(logger=False, ignore=["net", "vocab", "optimizer", "scheduler"])
+        self.optimizer_factory = optimizer or partial(torch.optim.Adam, lr=2e-3)
+        self.scheduler_factory = scheduler
+        self.net = net
+        self.vocab = CharVocab.from_dict(vocab) if isinstance(vocab, dict) else vocab
+        self.train_metric = _NatsPerChar()
+        self.val_metric = _NatsPerChar()
+        self.test_metric = _NatsPerChar()
+        self.last_sample: str | None = None
+
+    # ------------------------------------------------------------------ vocabulary
+    def _adopt_vocab(self, vocab: CharVocab, source: str) -> None:
+        if self.vocab is not None and self.vocab != vocab:
+            raise ValueError(
+                f"the vocabulary from {source} ({vocab}) differs from the one this model was "
+                f"trained with ({self.vocab}); character ids would be misread"
+            )
+        if len(vocab) != self.net.vocab_size:
+            raise ValueError(
+                f"the vocabulary from {source} has {len(vocab)} ids but the net was built with "
+                f"vocab_size={self.net.vocab_size}; build the net with datamodule.net_overrides()"
+            )
+        self.vocab = vocab
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        vocab = getattr(datamodule, "vocab", None)
+        if isinstance(vocab, CharVocab):
+            self._adopt_vocab(vocab, "the DataModule")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.vocab is not None:
+            checkpoint[VOCAB_KEY] = self.vocab.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if VOCAB_KEY in checkpoint:
+            self._adopt_vocab(CharVocab.from_dict(checkpoint[VOCAB_KEY]), "the checkpoint")
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood in nats of each sequence [B, T] (see ``CharRNN.log_prob``)."""
+        return self.net.log_prob(tokens)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        logits, _ = self.net(batch)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.reshape(-1))
+        count = torch.tensor(batch.numel(), device=batch.device)
+        self.train_metric.update(loss.detach() * count, count, torch.zeros_like(count))
+        self.log("train/nll", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: _NatsPerChar) -> None:
+        tokens, mask = batch
+        log_prob = self.net.log_prob_windowed(tokens, self.hparams.eval_window, mask)
+        unknown = ((tokens == CharVocab.unk_id) & mask).sum()
+        metric.update(-log_prob.sum(), mask.sum(), unknown)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metric)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metric)
+
+    def _log_split(self, prefix: str, metric: _NatsPerChar) -> None:
+        values = metric.compute()  # already reduced over ranks by torchmetrics
+        metric.reset()
+        if values is None:
+            return
+        for name, value in values.items():
+            # sync_dist=True only averages identical values; it avoids Lightning's DDP warning.
+            self.log(f"{prefix}/{name}", value.float(), sync_dist=True, prog_bar=name == "nll")
+
+    def on_train_epoch_end(self) -> None:
+        values = self.train_metric.compute()
+        self.train_metric.reset()
+        if values is not None:
+            self.log("train/nll_epoch", values["nll"].float(), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val", self.val_metric)
+        if not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            self._log_sample()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test", self.test_metric)
+
+    # ------------------------------------------------------------------ samples
+    def generate_text(
+        self,
+        length: int,
+        prime: str | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        num: int | None = None,
+    ) -> str | list[str]:
+        """``prime`` (default ``sample_prime``) followed by ``length`` sampled characters.
+
+        Returns one string, or a list of ``num`` independent samples when ``num`` is given.
+        ``seed`` uses a private generator; without it the global torch generator is used.
+        """
+        if self.vocab is None:
+            raise RuntimeError("no vocabulary: fit with a TextDataModule or load a checkpoint")
+        prime = self.hparams.sample_prime if prime is None else prime
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        prime_ids = self.vocab.encode(prime).to(self.device) if prime else None
+        ids = self.net.sample(
+            num or 1,
+            length,
+            prime=prime_ids,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+            device=self.device,
+        )
+        texts = [prime + self.vocab.decode(row) for row in ids]
+        return texts if num is not None else texts[0]
+
+    def _log_sample(self) -> None:
+        if self.vocab is None or self.hparams.sample_length <= 0:
+            return
+        # A dedicated generator: sampling does not disturb the training random stream.
+        text = self.generate_text(
+            self.hparams.sample_length,
+            self.hparams.sample_prime,
+            self.hparams.temperature,
+            self.hparams.top_k,
+            seed=self.global_step,
+        )
+        self.last_sample = text
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_text(
+                    key="samples/text",
+                    columns=["step", "text"],
+                    data=[[self.global_step, text]],
+                    step=self.global_step,
+                )
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/nll", "interval": "epoch"},
+        }
