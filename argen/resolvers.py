@@ -23,8 +23,15 @@ def _merge_tags(*items: str | Iterable[str]) -> list[str]:
     return tags
 
 
+def _if(condition: bool, then, otherwise):
+    """``${argen_if:${model.conditional},${data.num_classes},null}``: a value only when asked for."""
+    return then if condition else otherwise
+
+
 def register_resolvers() -> None:
-    """Register ``argen_run_id`` and ``merge_tags`` (idempotent)."""
+    """Register ``argen_run_id``, ``merge_tags`` and ``argen_if`` (idempotent)."""
+    if not OmegaConf.has_resolver("argen_if"):
+        OmegaConf.register_new_resolver("argen_if", _if)
     if not OmegaConf.has_resolver("argen_run_id"):
         OmegaConf.register_new_resolver("argen_run_id", _run_id, use_cache=True)
     if not OmegaConf.has_resolver("merge_tags"):

@@ -59,3 +59,43 @@ def run_train(
 
 def read_summaries(tmp_path: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((tmp_path / "logs").rglob("summary.json"))]
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors run far faster on one thread, above all on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_in_process(tmp_path: Path, *overrides: str) -> dict:
+    """Compose conf/train.yaml with ``overrides`` and run ``argen.run.train`` in this process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from argen.resolvers import register_resolvers
+    from argen.run import train
+
+    register_resolvers()
+    os.environ.setdefault("WANDB_MODE", "offline")
+    output_dir = tmp_path / "run"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.data_dir={DATA_DIR}",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                f"paths.output_dir={output_dir}",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return train(cfg)

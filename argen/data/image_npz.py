@@ -1,0 +1,125 @@
+"""Images from ``.npz`` files of uint8 arrays, so researchers can train on their own images.
+
+The archive holds ``<split>_images`` (and optionally ``<split>_labels``) for split in train/val/test,
+in NHWC or NCHW layout. A missing validation split is carved from the training images with a fixed
+seed. The CIFAR-10 subset in shared/data (``train_images``, ``test_images``) loads as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from argen.data.download import ChecksumError, DataMissingError, sha256_file
+from argen.data.image import ImageDataModule
+
+
+def to_nchw(images: np.ndarray, channels: int | None, source: str) -> np.ndarray:
+    """Accept [N, H, W], [N, H, W, C] or [N, C, H, W] uint8 and return [N, C, H, W]."""
+    if images.dtype != np.uint8:
+        raise ValueError(f"{source}: images must be uint8 (levels 0..255), got {images.dtype}")
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim != 4:
+        raise ValueError(
+            f"{source}: images must be [N, H, W(, C)] or [N, C, H, W], got {images.shape}"
+        )
+    small = (1, 3, 4)
+    last_is_channel = images.shape[-1] in small and images.shape[1] not in small
+    if channels is not None:
+        last_is_channel = images.shape[-1] == channels and images.shape[1] != channels
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if last_is_channel else images)
+
+
+class ImageNPZDataModule(ImageDataModule):
+    """Integer images from a ``.npz`` file; 256 levels unless ``num_levels`` says otherwise.
+
+    Args:
+        path: the ``.npz`` file (relative paths are resolved against ``data_dir``).
+        num_levels: levels per sub-pixel (pixel values must lie in 0..num_levels-1).
+        val_fraction: share of the training images held out for validation when the file has no
+            ``val_images``.
+        sha256: optional checksum of the file, verified before loading.
+    """
+
+    name = "image_npz"
+
+    def __init__(
+        self,
+        path: str | Path,
+        data_dir: str | Path = ".",
+        num_levels: int = 256,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        sha256: str | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_device: bool | Literal["auto"] = "auto",
+        max_examples: int | None = None,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, on_device, max_examples)
+        path = Path(path).expanduser()
+        self.path = path if path.is_absolute() else Path(data_dir).expanduser() / path
+        self.num_levels = int(num_levels)
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.sha256 = sha256
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
+        if self.path.exists():
+            self._read()
+
+    def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        if self._arrays is not None:
+            return self._arrays
+        if not self.path.exists():
+            raise DataMissingError(self.path, "(no download: a local file)", "file not found")
+        if self.sha256 and (actual := sha256_file(self.path)) != self.sha256:
+            raise ChecksumError(self.path, self.sha256, actual)
+        with np.load(self.path) as archive:
+            names = set(archive.files)
+            if "train_images" not in names or "test_images" not in names:
+                raise ValueError(
+                    f"{self.path} must contain 'train_images' and 'test_images' (and optionally "
+                    f"'val_images' and '<split>_labels'); it has {sorted(names)}"
+                )
+            arrays = {}
+            for split in ("train", "val", "test"):
+                if f"{split}_images" in names:
+                    images = to_nchw(archive[f"{split}_images"], None, f"{self.path}:{split}")
+                    labels = archive[f"{split}_labels"] if f"{split}_labels" in names else None
+                    arrays[split] = (images, labels)
+        if "val" not in arrays:
+            images, labels = arrays["train"]
+            perm = np.random.default_rng(self.split_seed).permutation(len(images))
+            num_val = max(1, round(self.val_fraction * len(images)))
+            val, train = perm[:num_val], perm[num_val:]
+            arrays["val"] = (images[val], None if labels is None else labels[val])
+            arrays["train"] = (images[train], None if labels is None else labels[train])
+        for split, (images, _) in arrays.items():
+            if images.max() >= self.num_levels:
+                raise ValueError(
+                    f"{self.path}:{split} has pixel value {images.max()}, but num_levels="
+                    f"{self.num_levels}; set data.num_levels to at least {int(images.max()) + 1}"
+                )
+        self.shape = tuple(arrays["train"][0].shape[1:])
+        labels = [lab for _, lab in arrays.values() if lab is not None]
+        self.num_classes = int(max(lab.max() for lab in labels)) + 1 if labels else None
+        self._arrays = arrays
+        return arrays
+
+    def net_overrides(self) -> dict:
+        """The image shape is whatever the file holds."""
+        return {"shape": list(self._read()["train"][0].shape[1:])}
+
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        return {
+            split: (
+                torch.from_numpy(images),
+                None if labels is None else torch.from_numpy(labels.astype(np.int64)),
+            )
+            for split, (images, labels) in self._read().items()
+        }
