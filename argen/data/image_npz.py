@@ -17,8 +17,12 @@ from argen.data.download import ChecksumError, DataMissingError, sha256_file
 from argen.data.image import ImageDataModule
 
 
-def to_nchw(images: np.ndarray, channels: int | None, source: str) -> np.ndarray:
-    """Accept [N, H, W], [N, H, W, C] or [N, C, H, W] uint8 and return [N, C, H, W]."""
+def to_nchw(images: np.ndarray, layout: str, source: str) -> np.ndarray:
+    """Accept [N, H, W], [N, H, W, C] or [N, C, H, W] uint8 and return [N, C, H, W].
+
+    ``layout="auto"`` takes the axis of size 1, 3 or 4 as the channels; when both candidate axes
+    could be channels the layout must be given.
+    """
     if images.dtype != np.uint8:
         raise ValueError(f"{source}: images must be uint8 (levels 0..255), got {images.dtype}")
     if images.ndim == 3:
@@ -27,11 +31,18 @@ def to_nchw(images: np.ndarray, channels: int | None, source: str) -> np.ndarray
         raise ValueError(
             f"{source}: images must be [N, H, W(, C)] or [N, C, H, W], got {images.shape}"
         )
-    small = (1, 3, 4)
-    last_is_channel = images.shape[-1] in small and images.shape[1] not in small
-    if channels is not None:
-        last_is_channel = images.shape[-1] == channels and images.shape[1] != channels
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if last_is_channel else images)
+    if layout == "auto":
+        channel_sizes = (1, 3, 4)
+        last, second = images.shape[-1] in channel_sizes, images.shape[1] in channel_sizes
+        if last == second:
+            raise ValueError(
+                f"{source}: cannot tell the channel axis of images shaped {images.shape}; "
+                "set data.datamodule.layout=nhwc or nchw"
+            )
+        layout = "nhwc" if last else "nchw"
+    if layout not in ("nhwc", "nchw"):
+        raise ValueError(f"layout must be 'auto', 'nhwc' or 'nchw', got {layout!r}")
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if layout == "nhwc" else images)
 
 
 class ImageNPZDataModule(ImageDataModule):
@@ -40,6 +51,7 @@ class ImageNPZDataModule(ImageDataModule):
     Args:
         path: the ``.npz`` file (relative paths are resolved against ``data_dir``).
         num_levels: levels per sub-pixel (pixel values must lie in 0..num_levels-1).
+        layout: ``"auto"``, ``"nhwc"`` or ``"nchw"``.
         val_fraction: share of the training images held out for validation when the file has no
             ``val_images``.
         sha256: optional checksum of the file, verified before loading.
@@ -52,6 +64,7 @@ class ImageNPZDataModule(ImageDataModule):
         path: str | Path,
         data_dir: str | Path = ".",
         num_levels: int = 256,
+        layout: str = "auto",
         val_fraction: float = 0.1,
         split_seed: int = 0,
         sha256: str | None = None,
@@ -65,6 +78,7 @@ class ImageNPZDataModule(ImageDataModule):
         path = Path(path).expanduser()
         self.path = path if path.is_absolute() else Path(data_dir).expanduser() / path
         self.num_levels = int(num_levels)
+        self.layout = layout
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.sha256 = sha256
@@ -89,7 +103,9 @@ class ImageNPZDataModule(ImageDataModule):
             arrays = {}
             for split in ("train", "val", "test"):
                 if f"{split}_images" in names:
-                    images = to_nchw(archive[f"{split}_images"], None, f"{self.path}:{split}")
+                    images = to_nchw(
+                        archive[f"{split}_images"], self.layout, f"{self.path}:{split}"
+                    )
                     labels = archive[f"{split}_labels"] if f"{split}_labels" in names else None
                     arrays[split] = (images, labels)
         if "val" not in arrays:
