@@ -65,6 +65,39 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
 
 WANDB_ID_FILE = "wandb_run_id"
+# Strategies whose launcher re-executes the whole command line once per extra process.
+RELAUNCHING_STRATEGIES = (
+    "ddp",
+    "ddp_find_unused_parameters_true",
+    "ddp_find_unused_parameters_false",
+    "fsdp",
+    "deepspeed",
+)
+
+
+def refuse_unsafe_multirun(cfg: DictConfig) -> None:
+    """Hydra multirun + a strategy that relaunches the script would make every rank run the whole
+    sweep; refuse it before anything starts."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    strategy = str(cfg.trainer.get("strategy") or "auto")
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1) or 1
+    several = devices not in (1, "1", [0]) or int(nodes) > 1
+    if (
+        strategy.startswith(RELAUNCHING_STRATEGIES)
+        and not strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))
+        or (strategy == "auto" and several)
+    ):
+        raise RuntimeError(
+            f"--multirun with trainer.strategy={strategy} (devices={devices}, num_nodes={nodes}) is "
+            "refused: that strategy relaunches train.py once per process, so every process would "
+            "run the whole sweep. Use trainer.strategy=ddp_spawn for multi-device jobs in a sweep, "
+            "run each job with its own train.py command, or launch the sweep with "
+            "hydra/launcher=submitit_slurm so that each job gets its own processes."
+        )
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -125,6 +158,7 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test the best checkpoint, write ``summary.json``; return it."""
+    refuse_unsafe_multirun(cfg)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:

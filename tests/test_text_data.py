@@ -18,14 +18,15 @@ from argen.data.text import (
     TINY_SHAKESPEARE_SHA256,
     TINY_SHAKESPEARE_URL,
     CharVocab,
-    ChecksumMismatchError,
-    DatasetDownloadError,
+    ChecksumError,
+    DataMissingError,
     EvalStreams,
     TextDataModule,
     ensure_tiny_shakespeare,
 )
+from tests.conftest import DATA_DIR
 
-SHARED = Path("/work/shared/data")
+SHARED = DATA_DIR
 SHARED_FILE = SHARED / "tinyshakespeare" / "input.txt"
 needs_shared = pytest.mark.skipif(
     not SHARED_FILE.is_file(), reason="shared Tiny Shakespeare absent"
@@ -160,16 +161,16 @@ def test_net_overrides_sets_up_lazily(tmp_path):
 def test_missing_file_without_network_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     target = tmp_path / "tinyshakespeare" / "input.txt"
-    with pytest.raises(DatasetDownloadError) as info:
+    with pytest.raises(DataMissingError) as info:
         TextDataModule(str(tmp_path)).prepare_data()
     message = str(info.value)
-    assert TINY_SHAKESPEARE_URL in message and str(target) in message and "by hand" in message
+    assert TINY_SHAKESPEARE_URL in message and str(target) in message and "place it at" in message
     assert not target.exists() and list(target.parent.iterdir()) == []  # no partial file left
 
 
 def test_missing_file_with_download_disabled(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    with pytest.raises(DatasetDownloadError, match="download=False"):
+    with pytest.raises(DataMissingError, match="download=False"):
         ensure_tiny_shakespeare(tmp_path, download=False)
 
 
@@ -178,7 +179,7 @@ def test_checksum_mismatch_names_the_file_and_keeps_it(tmp_path, monkeypatch):
     target = tmp_path / "tinyshakespeare" / "input.txt"
     target.parent.mkdir()
     target.write_text("not shakespeare\n")
-    with pytest.raises(ChecksumMismatchError) as info:
+    with pytest.raises(ChecksumError) as info:
         TextDataModule(str(tmp_path)).setup()
     message = str(info.value)
     actual = hashlib.sha256(b"not shakespeare\n").hexdigest()
@@ -196,7 +197,7 @@ def fake_urlopen(payload: bytes):
 
 def test_corrupt_download_is_discarded(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(b"truncated"))
-    with pytest.raises(ChecksumMismatchError, match="discarded"):
+    with pytest.raises(ChecksumError, match="discarded"):
         ensure_tiny_shakespeare(tmp_path)
     assert list((tmp_path / "tinyshakespeare").iterdir()) == []
 

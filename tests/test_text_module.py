@@ -16,8 +16,9 @@ from lightning.pytorch.loggers import WandbLogger
 from argen.data.text import CharVocab, EvalStreams, TextDataModule
 from argen.models.char_rnn import CharRNN
 from argen.text_module import CharRNNModule
+from tests.conftest import DATA_DIR
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare/input.txt")
+SHAKESPEARE = DATA_DIR / "tinyshakespeare" / "input.txt"
 WORDS = ["the", "king", "shall", "speak", "and", "we", "hear", "him", "now", "good", "lord"]
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import lightning as L
 import torch
 
+from argen.data.distributed import eval_sampler
 from argen.data.in_memory import TensorBatches, batch_loader
 
 Split = Literal["train", "val", "test"]
@@ -93,11 +94,16 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return batch_loader(self.splits["train"], self.batch_size, True, self.num_workers)
 
+    def _eval_loader(self, split: str):
+        dataset = self.splits[split]
+        sampler = eval_sampler(dataset, getattr(self, "trainer", None))
+        return batch_loader(dataset, self.eval_batch_size, False, self.num_workers, sampler)
+
     def val_dataloader(self):
-        return batch_loader(self.splits["val"], self.eval_batch_size, False, self.num_workers)
+        return self._eval_loader("val")
 
     def test_dataloader(self):
-        return batch_loader(self.splits["test"], self.eval_batch_size, False, self.num_workers)
+        return self._eval_loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class TensorBatches(Dataset):
@@ -46,14 +46,19 @@ def _already_batched(batch):
 
 
 def batch_loader(
-    dataset: TensorBatches, batch_size: int, shuffle: bool, num_workers: int = 0
+    dataset: TensorBatches,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` that fetches whole batches at once; the last partial batch is kept."""
     on_device = dataset.images.device.type != "cpu"
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         drop_last=False,
         collate_fn=_already_batched,
         num_workers=0 if on_device else num_workers,

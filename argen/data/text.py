@@ -18,13 +18,8 @@ Batches
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
-import tempfile
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +30,10 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from argen.data.distributed import eval_sampler
+from argen.data.download import ChecksumError, DataMissingError, sha256_file
+from argen.data.download import download as download_file
+
 log = logging.getLogger(__name__)
 
 TINY_SHAKESPEARE_URL = (
@@ -44,14 +43,6 @@ TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca
 TINY_SHAKESPEARE_RELPATH = Path("tinyshakespeare") / "input.txt"
 UNKNOWN_CHAR = "\ufffd"
 SPLITS = ("train", "val", "test")
-
-
-class DatasetDownloadError(RuntimeError):
-    """The dataset is missing and could not be downloaded."""
-
-
-class ChecksumMismatchError(RuntimeError):
-    """A dataset file does not have the published checksum."""
 
 
 # --------------------------------------------------------------------------------- vocabulary
@@ -111,61 +102,17 @@ class CharVocab:
 
 
 # --------------------------------------------------------------------------------- files
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_sha256(path: Path, expected: str) -> None:
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ChecksumMismatchError(
-            f"{path} has sha256 {actual}, expected {expected}. The file is corrupt, truncated or a "
-            "different file; it was left untouched. Delete or replace it, then run again."
-        )
-
-
 def ensure_tiny_shakespeare(data_dir: str | Path, download: bool = True) -> Path:
     """Path of ``<data_dir>/tinyshakespeare/input.txt``, downloading it if needed; checksummed."""
     target = Path(data_dir) / TINY_SHAKESPEARE_RELPATH
     if target.is_file():
-        _check_sha256(target, TINY_SHAKESPEARE_SHA256)
-        return target
-    how = (
-        f"To install it by hand, download {TINY_SHAKESPEARE_URL} on a machine with internet "
-        f"access and copy it to {target} (sha256 {TINY_SHAKESPEARE_SHA256}), or point data_dir "
-        f"at a folder that already holds {TINY_SHAKESPEARE_RELPATH}."
-    )
-    if not download:
-        raise DatasetDownloadError(
-            f"Tiny Shakespeare not found at {target} and download=False. {how}"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".input.txt.", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=60) as response:
-                    for block in iter(lambda: response.read(1 << 16), b""):
-                        out.write(block)
-            except (urllib.error.URLError, OSError, TimeoutError) as err:
-                raise DatasetDownloadError(
-                    f"Could not download Tiny Shakespeare from {TINY_SHAKESPEARE_URL} to {target} "
-                    f"({err}). {how}"
-                ) from err
-        actual = sha256_of(tmp)
+        actual = sha256_file(target)
         if actual != TINY_SHAKESPEARE_SHA256:
-            raise ChecksumMismatchError(
-                f"The download from {TINY_SHAKESPEARE_URL} has sha256 {actual}, expected "
-                f"{TINY_SHAKESPEARE_SHA256}; it was discarded and {target} was not written. {how}"
-            )
-        os.replace(tmp, target)  # atomic: a reader never sees a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
+            raise ChecksumError(target, TINY_SHAKESPEARE_SHA256, actual)
+        return target
+    if not download:
+        raise DataMissingError(target, TINY_SHAKESPEARE_URL, "download=False")
+    download_file(TINY_SHAKESPEARE_URL, target, TINY_SHAKESPEARE_SHA256)
     log.info("Downloaded Tiny Shakespeare to %s", target)
     return target
 
@@ -373,6 +320,7 @@ class TextDataModule(LightningDataModule):
             streams,
             batch_size=self.eval_batch_size,
             shuffle=False,
+            sampler=eval_sampler(streams, getattr(self, "trainer", None)),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
         )
