@@ -83,6 +83,8 @@ def refuse_unsafe_multirun(cfg: DictConfig) -> None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
+    if "submitit" in str(HydraConfig.get().launcher.get("_target_", "")):
+        return  # each job gets its own processes from SLURM: nothing is relaunched
     strategy = str(cfg.trainer.get("strategy") or "auto")
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1) or 1
     several = devices not in (1, "1", [0]) or int(nodes) > 1
@@ -123,6 +125,18 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def group_sweep_runs(cfg: DictConfig) -> None:
+    """In a multirun, put every job's W&B run in one group named after the sweep directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    wandb_cfg = cfg.get("logger") and cfg.logger.get("wandb")
+    if not wandb_cfg or wandb_cfg.get("group") or not HydraConfig.initialized():
+        return
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        OmegaConf.update(cfg, "logger.wandb.group", Path(HydraConfig.get().sweep.dir).name)
+
+
 def continue_wandb_run(cfg: DictConfig) -> None:
     """When resuming in a run directory that already has a W&B run, log into that same run."""
     id_file = Path(cfg.paths.output_dir) / WANDB_ID_FILE
@@ -159,6 +173,7 @@ def count_parameters(module: torch.nn.Module) -> int:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured model, test the best checkpoint, write ``summary.json``; return it."""
     refuse_unsafe_multirun(cfg)
+    group_sweep_runs(cfg)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
@@ -189,6 +204,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary = summarize(cfg, module, trainer, throughput, train_seconds, test_metrics)
         write_summary(summary, Path(cfg.paths.output_dir), trainer)
         return summary
+    except BaseException as exc:
+        # A failed run says so (compare lists it); the checkpoints already written stay.
+        failed = {
+            "model": cfg.model.name,
+            "data": cfg.data.name,
+            "seed": int(cfg.seed),
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "output_dir": str(cfg.paths.output_dir),
+        }
+        write_summary(failed, Path(cfg.paths.output_dir), trainer)
+        raise
     finally:
         finish_wandb()
 
@@ -213,6 +240,9 @@ def summarize(
         "output_dir": str(cfg.paths.output_dir),
         "status": "finished",
     }
+    checkpoint = trainer.checkpoint_callback
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
+        summary["val_nll"] = float(checkpoint.best_model_score)  # best validation NLL
     summary.update({k.replace("/", "_"): v for k, v in test_metrics.items()})
     if hasattr(module, "timed_sample") and cfg.get("summary", {}).get("num_samples", 0):
         _, seconds = module.timed_sample(int(cfg.summary.num_samples))
