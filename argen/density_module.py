@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 
 
 class DensityModule(L.LightningModule):
@@ -132,20 +130,13 @@ class DensityModule(L.LightningModule):
             torch.cuda.synchronize(self.device)
         return samples, (time.perf_counter() - start) / n
 
-    # ------------------------------------------------------------ optimizers
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": scheduler,
-                "interval": self.scheduler_interval,
-                "monitor": "val/nll",
-            },
-        }
+        return configure_optimizers(
+            self.parameters(),
+            self.optimizer_factory,
+            self.scheduler_factory,
+            self.scheduler_interval,
+        )
 
     # ----------------------------------------------------------- visuals
     @property

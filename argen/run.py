@@ -242,7 +242,8 @@ def summarize(
     }
     checkpoint = trainer.checkpoint_callback
     if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
-        summary["val_nll"] = float(checkpoint.best_model_score)  # best validation NLL
+        # the best value of the monitored validation metric (val/nll for density models)
+        summary[checkpoint.monitor.replace("/", "_")] = float(checkpoint.best_model_score)
     summary.update({k.replace("/", "_"): v for k, v in test_metrics.items()})
     if hasattr(module, "timed_sample") and cfg.get("summary", {}).get("num_samples", 0):
         _, seconds = module.timed_sample(int(cfg.summary.num_samples))

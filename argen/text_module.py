@@ -28,6 +28,7 @@ from torchmetrics import SumMetric
 
 from argen.data.text import CharVocab
 from argen.models.char_rnn import CharRNN
+from argen.optim import configure_optimizers
 
 VOCAB_KEY = "vocab"
 
@@ -234,11 +235,6 @@ class CharRNNModule(LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/nll", "interval": "epoch"},
-        }
+        return configure_optimizers(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory
+        )

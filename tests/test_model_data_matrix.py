@@ -22,6 +22,9 @@ FAST = [
 
 TINY_MODELS = {
     "made": ["model.module.net.hidden_sizes=[16]"],
+    "fvsbn": [],
+    "nade": ["model.module.net.hidden_size=16"],
+    "autoencoder": ["model.module.net.hidden_size=16", "model.module.net.code_size=4"],
     "pixelcnn": ["model.module.net.hidden_channels=8", "model.module.net.num_layers=1"],
     "gated_pixelcnn": ["model.module.net.hidden_channels=8", "model.module.net.num_layers=2"],
 }
@@ -34,6 +37,8 @@ IMAGE_DATA = {
 
 PAIRS = [
     ("made", "binarized_mnist"),
+    ("fvsbn", "binarized_mnist"),
+    ("nade", "binarized_mnist"),
     ("pixelcnn", "binarized_mnist"),
     ("pixelcnn", "mnist"),
     ("pixelcnn", "image_npz"),
@@ -57,6 +62,22 @@ def test_image_model_trains_end_to_end(tmp_path, model, data):
     )
     assert summary["sample_seconds_per_example"] > 0
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.skipif(not (DATA_DIR / "binarized_mnist").exists(), reason="no binarized MNIST")
+def test_autoencoder_reports_reconstruction_loss_and_never_an_nll(tmp_path):
+    summary = train_in_process(
+        tmp_path,
+        "model=autoencoder",
+        *TINY_MODELS["autoencoder"],
+        "data.datamodule.max_examples=40",
+        *FAST,
+    )
+    assert summary["test_recon_loss"] > 0
+    assert not any("nll" in key or "bits" in key for key in summary)
+    assert "sample_seconds_per_example" not in summary
+    assert list((tmp_path / "run" / "images").glob("reconstructions_*.png"))
+    assert list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
 
 
 @pytest.mark.skipif(not (DATA_DIR / "MNIST" / "raw").exists(), reason="no MNIST")
