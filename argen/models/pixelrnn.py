@@ -1,0 +1,350 @@
+"""PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu 2016, "Pixel Recurrent Neural Networks").
+
+Both models share the paper's layout (Section 3 and Figure 5):
+
+* a 7x7 mask-A convolution from the image to ``hidden_channels`` (the paper's 2h) feature maps;
+* ``num_layers`` residual LSTM layers: a masked input-to-state convolution to the four gates
+  (h maps each), the recurrence, a 1x1 mask-B convolution from h back to 2h maps, added to the
+  layer input;
+* ReLU, 1x1 mask-B conv, ReLU, 1x1 mask-B conv to the pixel head's parameters.
+
+**Row LSTM** processes the image row by row. The input-to-state is a masked 1 x k convolution
+over the current row (mask B: a position sees itself, channel-masked, and the pixels to its left);
+the state-to-state is an unmasked 1D convolution of width k over the previous row's hidden state.
+The receptive field is a triangle above the pixel: from the row r >= 1 steps up it reaches at most
+``(r - 1) * (k // 2) + first_kernel_size // 2`` columns to the right, however deep the network
+(one column more per row for k = 3).
+
+**Diagonal BiLSTM** skews the map (row i shifted right by i) so that each column of the skewed map
+is a diagonal of the image, then runs an LSTM column by column whose state-to-state is a 2x1
+convolution along the column (the left neighbour and the pixel above, in image coordinates),
+after a 1x1 mask-B input-to-state. A second LSTM does the same on the left-right mirrored map;
+its output is mirrored back and shifted down one row (it has seen pixels to the right on the same
+row) before being added to the first. Each layer therefore sees the whole context above and to the
+left. One pixel stays out of reach: the last pixel of the previous row, for targets more than
+``first_kernel_size // 2`` columns left of the right edge (only the first layer's mask-A
+convolution could see it, since no later position precedes the target; see the tests).
+
+Colours (RGB): every feature map is split into C contiguous colour groups (``masked_conv``). The
+gates of group g at pixel (i, j) receive the layer input of groups <= g at (i, j) (mask B) and
+everything from earlier pixels; the cell state is elementwise, so the hidden state keeps the
+groups separate. The state-to-state convolutions need no channel mask: they only read states of
+earlier pixels (previous row, left neighbour, or the shifted right-to-left pass).
+
+Paper sizes: MNIST 7 layers with h = 16; CIFAR-10 12 layers with h = 128 (larger h on ImageNet).
+Here ``hidden_channels`` counts the residual stream's 2h maps like ``PixelCNN``; the defaults (7
+layers, 2h = 64, i.e. h = 32) are the paper's MNIST depth with twice its width, cheap enough for
+28x28 on a CPU. ``hidden_channels=256, num_layers=12`` reproduces the CIFAR-10 models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argen.models.base import DensityModel
+from argen.models.masked_conv import MaskedConv2d
+from argen.models.pixel_heads import make_head, sample_raster_naive
+
+
+def skew(x: torch.Tensor, dim: int = -2) -> torch.Tensor:
+    """Shift row i right by i: [..., H, W, *rest] -> [..., H, W + H - 1, *rest], zeros elsewhere.
+
+    Rows run along ``dim`` and columns along ``dim + 1`` (default: the last two dims, as in an
+    NCHW map). Column t of the result holds the image diagonal {(i, t - i)}. Implemented by
+    padding every row to W + H and re-reading the flat buffer with rows one shorter.
+    """
+    dim = dim % x.dim()
+    height, width = x.shape[dim], x.shape[dim + 1]
+    trailing = x.dim() - dim - 2
+    padded = F.pad(x, (0, 0) * trailing + (0, height)).flatten(dim, dim + 1)
+    return padded.narrow(dim, 0, height * (width + height - 1)).unflatten(
+        dim, (height, width + height - 1)
+    )
+
+
+def unskew(x: torch.Tensor, width: int, dim: int = -2) -> torch.Tensor:
+    """Inverse of ``skew``: [..., H, width + H - 1, *rest] -> [..., H, width, *rest]."""
+    dim = dim % x.dim()
+    height, skewed = x.shape[dim], x.shape[dim + 1]
+    if skewed != width + height - 1:
+        raise ValueError(
+            f"a skewed map of height {height} and width {width} has {width + height - 1} "
+            f"columns, got {skewed}"
+        )
+    trailing = x.dim() - dim - 2
+    flat = x.flatten(dim, dim + 1)
+    padded = F.pad(flat, (0, 0) * trailing + (0, height))
+    return padded.unflatten(dim, (height, width + height)).narrow(dim + 1, 0, width)
+
+
+def lstm_cell(
+    gates: torch.Tensor, cell: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM update from pre-activations cut into (input, forget, output, candidate) on ``dim``.
+
+    Elementwise in the channels, so a hidden channel keeps the colour group of its gates.
+    """
+    i, f, o, g = gates.chunk(4, dim=dim)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+def _recurrent_weight(*shape: int) -> nn.Parameter:
+    """A state-to-state weight [..., fan_in, out], initialised like ``nn.Conv1d``."""
+    return nn.Parameter(torch.empty(shape).uniform_(-1.0, 1.0) / shape[-2] ** 0.5)
+
+
+class RowLSTMLayer(nn.Module):
+    """Residual Row LSTM layer: 2h maps -> row-by-row LSTM with h states -> 1x1 to 2h, + input.
+
+    Runs channels-last (states [B, W, h]) so that each row step reads a dense block and the
+    width-k state-to-state convolution is one matmul over the k shifted copies of the state.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, num_groups: int) -> None:
+        super().__init__()
+        h = self.hidden = channels // 2
+        self.kernel_size = kernel_size
+        # Mask B over the current row; out_chunks=4 gives channel k of every gate one colour.
+        self.input_to_state = MaskedConv2d(
+            channels, 4 * h, (1, kernel_size), "B", num_groups, out_chunks=4
+        )
+        # [k taps * h, 4h] over the previous row, unmasked: that whole row precedes this one.
+        # No bias: it lives in the input-to-state, so the zero padding acts as zero states.
+        self.state_to_state = _recurrent_weight(kernel_size * h, 4 * h)
+        self.output = MaskedConv2d(h, channels, 1, "B", num_groups)
+
+    def forward(self, x: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """``pixels`` (the normalized image) is accepted for a uniform layer interface; unused."""
+        b, _, height, width = x.shape
+        half = self.kernel_size // 2
+        x = x.contiguous(memory_format=torch.channels_last)
+        # Input-to-state for all rows at once, [B, H, W, 4h].
+        gates_in = self.input_to_state(x).permute(0, 2, 3, 1)
+        state = cell = x.new_zeros(b, width, self.hidden)
+        rows = []
+        # unbind (not indexing): the backward pass then stacks the row gradients once instead
+        # of writing a full-size zero map per row.
+        for row_gates in gates_in.unbind(dim=1):
+            padded = F.pad(state, (0, 0, half, half))
+            taps = torch.cat([padded[:, d : d + width] for d in range(self.kernel_size)], dim=-1)
+            state, cell = lstm_cell(row_gates + taps @ self.state_to_state, cell, dim=-1)
+            rows.append(state)
+        return x + self.output(torch.stack(rows, dim=1).permute(0, 3, 1, 2))
+
+
+class DiagonalBiLSTMLayer(nn.Module):
+    """Residual Diagonal BiLSTM layer: two diagonal LSTMs (left-to-right and mirrored) with h
+    states each, the mirrored one shifted down a row, summed, 1x1 to 2h, + input.
+
+    Both directions run in one loop over the skewed columns, with states [2, B, H, h] (direction
+    first, channels last) so that every step reads dense blocks and the two 2x1 state-to-state
+    convolutions are one batched matmul.
+    """
+
+    def __init__(self, channels: int, num_groups: int, pixel_channels: int = 0) -> None:
+        super().__init__()
+        h = self.hidden = channels // 2
+        self.left_input = MaskedConv2d(channels, 4 * h, 1, "B", num_groups, out_chunks=4)
+        # The mirrored pass is shifted down a row before use, so all it reads precedes the
+        # target pixel: it needs no colour mask, and in the first layer it also reads the raw
+        # pixels (``pixel_channels``). Without them the last pixel of the row above would reach
+        # a target only through the first layer's 7x7 mask-A convolution, which spans 3 columns:
+        # targets further left would never see it, at any depth.
+        self.pixel_channels = pixel_channels
+        self.right_input = nn.Conv2d(channels + pixel_channels, 4 * h, 1)
+        # Per direction, [2 taps * h, 4h]: the state of the pixel above (row i - 1 of the previous
+        # skewed column) and of the pixel to the left (row i). No bias: it lives in the
+        # input-to-state, so the states left of the image, which column 0 reads, stay exactly
+        # zero (states right of the image feed only positions right of it).
+        self.state_to_state = _recurrent_weight(2, 2 * h, 4 * h)
+        self.output = MaskedConv2d(h, channels, 1, "B", num_groups)
+
+    def forward(self, x: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, height, width = x.shape
+        h = self.hidden
+        x = x.contiguous(memory_format=torch.channels_last)
+        right_source = torch.cat([x, pixels], dim=1) if self.pixel_channels else x
+        # [B, 4h, H, W] channels-last maps viewed as [B, H, W, 4h]; the 1x1 input-to-state
+        # commutes with mirroring and skewing, and skewing after it leaves exact zeros outside
+        # the image.
+        left = self.left_input(x).permute(0, 2, 3, 1)
+        right = self.right_input(right_source).permute(0, 2, 3, 1).flip(2)
+        gates_in = skew(torch.stack([left, right]), dim=2)  # [2, B, H, W + H - 1, 4h]
+        state = cell = x.new_zeros(2, b, height, h)
+        columns = []
+        # unbind (not indexing): the backward pass then stacks the column gradients once.
+        for column_gates in gates_in.unbind(dim=3):
+            above = F.pad(state, (0, 0, 1, 0))[:, :, :-1]
+            taps = torch.cat([above, state], dim=-1).view(2, b * height, 2 * h)
+            recurrent = torch.bmm(taps, self.state_to_state).view(2, b, height, 4 * h)
+            state, cell = lstm_cell(column_gates + recurrent, cell, dim=-1)
+            columns.append(state)
+        left, right = unskew(torch.stack(columns, dim=3), width, dim=2).unbind(0)  # [B, H, W, h]
+        right = F.pad(right.flip(2), (0, 0, 0, 0, 1, 0))[:, :-1]  # mirror back, shift down
+        return x + self.output((left + right).permute(0, 3, 1, 2))
+
+
+class _PixelRNN(DensityModel):
+    """Shared body: mask-A input conv, residual recurrent layers, 1x1 output layers, pixel head."""
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        num_levels: int,
+        hidden_channels: int,
+        num_layers: int,
+        head: str,
+        num_mixtures: int,
+        first_kernel_size: int,
+        output_channels: int | None,
+    ) -> None:
+        super().__init__(shape, num_levels)
+        channels = self.shape[0]
+        if hidden_channels % 2 or hidden_channels < 2 * channels:
+            raise ValueError(
+                f"hidden_channels (2h) must be even and at least {2 * channels} "
+                f"(h >= one state per colour), got {hidden_channels}"
+            )
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be positive, got {num_layers}")
+        output_channels = output_channels or hidden_channels
+        self.head = make_head(head, channels, num_levels, num_mixtures)
+        self.input_conv = MaskedConv2d(channels, hidden_channels, first_kernel_size, "A", channels)
+        self.layers = nn.ModuleList(
+            self._make_layer(hidden_channels, channels, first=i == 0) for i in range(num_layers)
+        )
+        self.output = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(hidden_channels, output_channels, 1, "B", channels),
+            nn.ReLU(),
+            MaskedConv2d(output_channels, self.head.out_channels, 1, "B", channels),
+        )
+
+    def _make_layer(self, hidden_channels: int, num_groups: int, first: bool) -> nn.Module:
+        raise NotImplementedError
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Levels 0..K-1 -> [-1, 1]."""
+        return x / (self.num_levels - 1) * 2.0 - 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Levels [B, C, H, W] -> head parameters [B, C, H, W, P] of every conditional."""
+        pixels = self.normalize(x)
+        features = self.input_conv(pixels)
+        for layer in self.layers:
+            features = layer(features, pixels)
+        return self.head.params(self.output(features))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log-likelihood in nats, [B]."""
+        self.validate_levels(x)
+        return self.head.log_prob(x, self(x))
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, device: torch.device | str | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """``n`` images [n, C, H, W] of float levels, sub-pixel by sub-pixel in raster order.
+
+        Each sub-pixel of row i is drawn from a pass over rows 0..i only: both models are causal
+        in rows and treat the rows below as absent, so the cut changes no parameter (tested) and
+        saves about half of ``sample_naive``'s work.
+        """
+        weight = self.input_conv.weight
+        channels, height, width = self.shape
+        x = torch.zeros(
+            n, channels, height, width, device=device or weight.device, dtype=weight.dtype
+        )
+        for i in range(height):
+            for j in range(width):
+                for k in range(channels):
+                    params = self(x[:, :, : i + 1])[:, k, i, j]
+                    x[:, k, i, j] = self.head.sample(params, temperature)
+        return x
+
+    @torch.no_grad()
+    def sample_naive(
+        self, n: int, device: torch.device | str | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Reference sampler: a full forward pass per sub-pixel, H*W*C passes in raster order."""
+        weight = self.input_conv.weight
+        return sample_raster_naive(
+            self, self.head, n, self.shape, device or weight.device, weight.dtype, temperature
+        )
+
+
+class RowLSTM(_PixelRNN):
+    """PixelRNN with Row LSTM layers (triangular receptive field, parallel along each row).
+
+    ``forward(x)`` returns per-sub-pixel parameters [B, C, H, W, P] for the chosen head
+    (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
+    ``kernel_size`` is the paper's k (>= 3, odd) of both the input-to-state and state-to-state
+    convolutions.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        num_levels: int = 2,
+        hidden_channels: int = 64,
+        num_layers: int = 7,
+        head: str = "auto",
+        num_mixtures: int = 10,
+        kernel_size: int = 3,
+        first_kernel_size: int = 7,
+        output_channels: int | None = None,
+    ) -> None:
+        if kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and at least 3, got {kernel_size}")
+        self.kernel_size = kernel_size
+        super().__init__(
+            shape,
+            num_levels,
+            hidden_channels,
+            num_layers,
+            head,
+            num_mixtures,
+            first_kernel_size,
+            output_channels,
+        )
+
+    def _make_layer(self, hidden_channels: int, num_groups: int, first: bool) -> nn.Module:
+        return RowLSTMLayer(hidden_channels, self.kernel_size, num_groups)
+
+
+class DiagonalBiLSTM(_PixelRNN):
+    """PixelRNN with Diagonal BiLSTM layers (the whole context above and to the left per layer).
+
+    ``forward(x)`` returns per-sub-pixel parameters [B, C, H, W, P] for the chosen head
+    (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        num_levels: int = 2,
+        hidden_channels: int = 64,
+        num_layers: int = 7,
+        head: str = "auto",
+        num_mixtures: int = 10,
+        first_kernel_size: int = 7,
+        output_channels: int | None = None,
+    ) -> None:
+        super().__init__(
+            shape,
+            num_levels,
+            hidden_channels,
+            num_layers,
+            head,
+            num_mixtures,
+            first_kernel_size,
+            output_channels,
+        )
+
+    def _make_layer(self, hidden_channels: int, num_groups: int, first: bool) -> nn.Module:
+        return DiagonalBiLSTMLayer(hidden_channels, num_groups, num_groups if first else 0)
