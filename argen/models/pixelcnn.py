@@ -20,9 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from argen.models import cached_sampling
 from argen.models.base import DensityModel
 from argen.models.masked_conv import MaskedConv2d
-from argen.models.pixel_heads import make_head, sample_raster_naive
+from argen.models.pixel_heads import make_head
 
 
 class ResidualBlock(nn.Module):
@@ -49,6 +50,8 @@ class PixelCNN(DensityModel):
 
     ``forward(x)`` returns per-sub-pixel parameters [B, C, H, W, P] for the chosen head
     (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
+    ``sampler`` picks what ``sample`` runs: ``"cached"`` (fast, Ramachandran et al. 2017) or
+    ``"naive"`` (a full pass per sub-pixel); both give identical samples for the same seed.
     """
 
     def __init__(
@@ -62,8 +65,10 @@ class PixelCNN(DensityModel):
         kernel_size: int = 3,
         first_kernel_size: int = 7,
         output_channels: int | None = None,
+        sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
+        self.sampler = cached_sampling.check_sampler(sampler)
         channels = self.shape[0]
         if hidden_channels < 2 * channels:
             raise ValueError(
@@ -97,19 +102,48 @@ class PixelCNN(DensityModel):
         self.validate_levels(x)
         return self.head.log_prob(x, self(x))
 
-    @torch.no_grad()
     def sample(
-        self, n: int, device: torch.device | str | None = None, temperature: float = 1.0
+        self,
+        n: int,
+        device: torch.device | str | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``n`` images [n, C, H, W] of float levels (naive sampler, see ``sample_naive``)."""
-        return self.sample_naive(n, device=device, temperature=temperature)
+        """``n`` images [n, C, H, W] of float levels, drawn by ``self.sampler``."""
+        return cached_sampling.sample(
+            self, n, device, temperature, generator=generator, sampler=self.sampler
+        )
 
-    @torch.no_grad()
+    def sample_cached(
+        self,
+        n: int,
+        device: torch.device | str | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Cached sampler: one position per layer per sub-pixel (see ``cached_sampling``)."""
+        return cached_sampling.sample(self, n, device, temperature, generator=generator)
+
     def sample_naive(
-        self, n: int, device: torch.device | str | None = None, temperature: float = 1.0
+        self,
+        n: int,
+        device: torch.device | str | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Reference sampler: a full forward pass per sub-pixel, H*W*C passes in raster order."""
-        weight = self.input_conv.weight
-        return sample_raster_naive(
-            self, self.head, n, self.shape, device or weight.device, weight.dtype, temperature
+        return cached_sampling.sample(
+            self, n, device, temperature, generator=generator, sampler="naive"
+        )
+
+    def complete(
+        self,
+        x: torch.Tensor,
+        observed_mask: torch.Tensor,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """Sample the unobserved rest of ``x`` given a raster-order prefix (see ``complete``)."""
+        return cached_sampling.complete(
+            self, x, observed_mask, generator, temperature, sampler=self.sampler
         )
