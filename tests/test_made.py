@@ -110,3 +110,15 @@ def test_log_prob_rejects_bad_input():
 def test_binary_only():
     with pytest.raises(ValueError, match="num_levels=256"):
         MADE((3, 8, 8), num_levels=256)
+
+
+@pytest.mark.parametrize("config", [dict(), dict(ordering="random", seed=2)])
+def test_single_mask_connects_every_input_but_the_last(config):
+    """With fewer hidden units than inputs, degrees must still span 1..D-1: an input that feeds no
+    hidden unit is invisible to every later conditional."""
+    model = MADE((1, 28, 28), hidden_sizes=[500, 500], **config)
+    last = model.order[-1]
+    feeds = model.hidden_layers[0].mask.sum(dim=0) > 0
+    assert feeds.sum() == 783 and not feeds[last]
+    for layer in list(model.hidden_layers[1:]) + [model.output_layer]:
+        assert (layer.mask.sum(dim=1) > 0).float().mean() > 0.99  # nearly all units are used

@@ -109,8 +109,9 @@ class MADE(DensityModel):
             if num_dims == 1:
                 deg = torch.zeros(size, dtype=torch.long)  # nothing to condition on
             elif mask_index == 0 and self.num_masks == 1:
-                # Spread degrees evenly for the single-mask model (deterministic, no wasted units).
-                deg = low + (torch.arange(size) % max(num_dims - low, 1))
+                # Spread degrees evenly over [low, D-1] for the single-mask model, so that every
+                # input (but the last) feeds some unit whatever the width.
+                deg = low + torch.arange(size) * (num_dims - 1 - low) // max(size - 1, 1)
             else:
                 deg = torch.randint(low, num_dims, (size,), generator=gen)
             hidden_degrees.append(deg)
