@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from argen.completion import complete_top_half
 from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
 
 
@@ -42,6 +43,7 @@ class DensityModule(L.LightningModule):
         self.conditional = conditional
         self.num_dims = int(net.num_dims)
         self.nll = nn.ModuleDict({s: MeanMetric() for s in ("train_", "val_", "test_")})
+        self._val_examples: tuple[torch.Tensor, dict] | None = None
 
     # ----------------------------------------------------------------- steps
     def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
@@ -80,6 +82,9 @@ class DensityModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        if batch_idx == 0:  # a few images kept for completions in the image logger
+            x, kwargs = self._inputs(batch)
+            self._val_examples = (x[:64], {k: v[:64] for k, v in kwargs.items()})
         self.nll["val_"].update(-self.log_prob(batch))
 
     def test_step(self, batch, batch_idx: int) -> None:
@@ -144,5 +149,18 @@ class DensityModule(L.LightningModule):
         return int(self.net.num_levels)
 
     def visuals(self, n: int) -> dict[str, torch.Tensor]:
-        """Images for the image-logging callback: fresh samples."""
-        return {"samples": self.sample(n)}
+        """Images for the image-logging callback: fresh samples, and completions of the top half
+        of validation images for models that can complete (PixelCNN, Gated PixelCNN)."""
+        images = {"samples": self.sample(n)}
+        examples = self._val_examples
+        if examples is not None and hasattr(self.net, "complete"):
+            x, kwargs = examples
+            was_training = self.net.training
+            self.net.eval()
+            try:
+                images.update(
+                    complete_top_half(self.net, x[:n], **{k: v[:n] for k, v in kwargs.items()})
+                )
+            finally:
+                self.net.train(was_training)
+        return images
