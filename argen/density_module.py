@@ -25,6 +25,8 @@ class DensityModule(L.LightningModule):
         scheduler: optional factory called with the optimizer.
         scheduler_interval: ``"epoch"`` or ``"step"``.
         conditional: pass labels ``y`` to ``log_prob``/``sample`` (class-conditional models).
+        channels_last: keep convolutional networks and their inputs in channels-last memory
+            format (faster convolutions on recent GPUs and some CPUs; same results).
     """
 
     def __init__(
@@ -34,9 +36,11 @@ class DensityModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
         conditional: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
-        self.net = net
+        self.channels_last = channels_last
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
@@ -48,6 +52,8 @@ class DensityModule(L.LightningModule):
     # ----------------------------------------------------------------- steps
     def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
         x, y = batch if isinstance(batch, list | tuple) else (batch, None)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.conditional:
             if y is None:
                 raise ValueError(

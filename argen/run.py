@@ -60,8 +60,13 @@ def apply_data_overrides(cfg: DictConfig, datamodule: L.LightningDataModule) -> 
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    """Instantiate the LightningModule and its network from ``cfg.model.module``."""
-    return instantiate(cfg.model.module)
+    """Instantiate the LightningModule and its network from ``cfg.model.module``; with
+    ``compile=true`` the network is compiled in place (its state dict keys do not change, so
+    checkpoints stay interchangeable with eager runs)."""
+    module = instantiate(cfg.model.module)
+    if cfg.get("compile"):
+        module.net.compile()
+    return module
 
 
 WANDB_ID_FILE = "wandb_run_id"

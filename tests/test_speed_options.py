@@ -1,0 +1,53 @@
+"""Speed options change speed, not results: bf16-mixed precision, torch.compile and channels-last
+give the fp32/eager test NLL (within each one's tolerance) through the train.py path."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import needs_data, train_in_process
+
+EVAL_ONLY = [
+    "train=false",
+    "trainer.accelerator=cpu",
+    "logger=none",
+    "callbacks=none",
+    "summary.num_samples=0",
+    "data.datamodule.max_examples=64",
+]
+
+
+def test_nll(tmp_path, *overrides: str) -> float:
+    return train_in_process(tmp_path, *EVAL_ONLY, *overrides)["test_nll"]
+
+
+test_nll.__test__ = False  # a helper, not a test
+
+
+@needs_data("binarized_mnist")
+def test_bf16_mixed_precision_gives_the_fp32_nll(tmp_path):
+    made = ["model=made", "model.module.net.hidden_sizes=[64]"]
+    fp32 = test_nll(tmp_path / "fp32", *made)
+    bf16 = test_nll(tmp_path / "bf16", *made, "trainer.precision=bf16-mixed")
+    assert bf16 == pytest.approx(fp32, rel=1e-2)
+    assert bf16 != fp32  # bf16 really was used
+
+
+@needs_data("binarized_mnist")
+def test_compiled_network_gives_the_eager_nll(tmp_path):
+    made = ["model=made", "model.module.net.hidden_sizes=[64]"]
+    eager = test_nll(tmp_path / "eager", *made)
+    compiled = test_nll(tmp_path / "compiled", *made, "compile=true")
+    assert compiled == pytest.approx(eager, rel=1e-5)
+
+
+@needs_data("binarized_mnist")
+def test_channels_last_gives_the_same_nll(tmp_path):
+    pixelcnn = [
+        "model=pixelcnn",
+        "model.module.net.hidden_channels=16",
+        "model.module.net.num_layers=2",
+    ]
+    default = test_nll(tmp_path / "default", *pixelcnn)
+    channels_last = test_nll(tmp_path / "cl", *pixelcnn, "model.module.channels_last=true")
+    assert channels_last == pytest.approx(default, rel=1e-5)
