@@ -37,11 +37,12 @@ def test_same_seed_same_numbers_and_resume_after_sigkill_matches(tmp_path):
     (a,), (b,) = read_summaries(first), read_summaries(second)
     assert a["test_nll"] == b["test_nll"], "same config and seed must give the same numbers"
 
-    # Killed at step 9: in the middle of the second epoch (steps 6..11).
+    # Killed at step 9: in the middle of the second epoch (steps 6..11); logged to W&B offline.
+    with_wandb = [o for o in TINY if o != "logger=csv"] + ["logger=wandb"]
     run_dir = killed / "logs" / "runs" / "the_run"
     result = run_train(
         killed,
-        *TINY,
+        *with_wandb,
         f"hydra.run.dir={run_dir}",
         "+callbacks.killer._target_=tests.helpers.KillAtStep",
         "+callbacks.killer.step=9",
@@ -50,9 +51,11 @@ def test_same_seed_same_numbers_and_resume_after_sigkill_matches(tmp_path):
     assert result.returncode == -signal.SIGKILL
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert not read_summaries(killed)
-    run_train(killed, *TINY, f"hydra.run.dir={run_dir}", "ckpt_path=auto")
+    wandb_id = (run_dir / "wandb_run_id").read_text().strip()
+    run_train(killed, *with_wandb, f"hydra.run.dir={run_dir}", "ckpt_path=auto")
     (resumed,) = read_summaries(killed)
     assert abs(resumed["test_nll"] - a["test_nll"]) < 1e-4, (resumed["test_nll"], a["test_nll"])
+    assert resumed["wandb_run"].endswith(wandb_id), "the resumed run continues the same W&B run"
 
 
 @needs_data("binarized_mnist")
