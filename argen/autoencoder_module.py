@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from argen.step_logging import is_logging_step
 
 MONITOR = "val/recon_loss"
 
@@ -44,7 +45,8 @@ class AutoencoderModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self.net.reconstruction_loss(self._images(batch))
         self.loss["train_"].update(loss.detach())
-        self.log("train/loss", loss.mean(), prog_bar=True)
+        if is_logging_step(self):
+            self.log("train/loss", loss.mean(), on_step=True, on_epoch=False, prog_bar=True)
         return loss.mean()
 
     def _evaluate(self, batch, stage: str, batch_idx: int) -> None:

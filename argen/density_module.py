@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 
 from argen.completion import complete_top_half
 from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from argen.step_logging import is_logging_step
 
 
 class DensityModule(L.LightningModule):
@@ -84,7 +85,8 @@ class DensityModule(L.LightningModule):
                 "(trainer.gradient_clip_val=1.0)."
             )
         self.nll["train_"].update(loss_per_example.detach())
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        if is_logging_step(self):
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -29,6 +29,7 @@ from torchmetrics import SumMetric
 from argen.data.text import CharVocab
 from argen.models.char_rnn import CharRNN
 from argen.optim import configure_optimizers
+from argen.step_logging import is_logging_step
 
 VOCAB_KEY = "vocab"
 
@@ -140,7 +141,8 @@ class CharRNNModule(LightningModule):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.reshape(-1))
         count = torch.tensor(batch.numel(), device=batch.device)
         self.train_metric.update(loss.detach() * count, count, torch.zeros_like(count))
-        self.log("train/nll", loss, on_step=True, on_epoch=False, prog_bar=True)
+        if is_logging_step(self):
+            self.log("train/nll", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: _NatsPerChar) -> None:
