@@ -1,0 +1,296 @@
+"""Training throughput: argen's train.py path against a plain PyTorch loop, in the same run.
+
+For each model, both paths train the same network (built from the same Hydra config) with the same
+batch size and optimizer on binarized MNIST already in memory:
+
+* argen: the composed config's DataModule and LightningModule under ``lightning.Trainer.fit``
+  (no logger, checkpointing or progress bar, which are per-epoch costs, not per-step ones);
+* plain: ``for`` loop over a random permutation, slicing batches from one tensor, Adam step.
+
+Each measurement runs in a fresh process (so peak memory is its own), the two paths alternate, and
+the best of ``--repeats`` is kept. Also reported: MADE's achieved FLOP/s as a share of this
+machine's measured float32 matmul peak (the roofline target is >= 50 %).
+
+    ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py [--models made nade gated_pixelcnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Model overrides: the configs' networks, kept at sizes that step in well under a second on a CPU.
+MODELS = {
+    "made": ["model=made"],
+    "fvsbn": ["model=fvsbn"],
+    "nade": ["model=nade"],
+    "pixelcnn": [
+        "model=pixelcnn",
+        "model.module.net.hidden_channels=32",
+        "model.module.net.num_layers=4",
+        "data.datamodule.batch_size=16",
+    ],
+    "gated_pixelcnn": [
+        "model=gated_pixelcnn",
+        "model.module.net.hidden_channels=32",
+        "model.module.net.num_layers=5",
+        "data.datamodule.batch_size=16",
+    ],
+}
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    from argen.resolvers import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(
+            "train",
+            overrides=[
+                f"paths.data_dir={os.environ.get('ARGEN_DATA_DIR', ROOT / 'data')}",
+                "paths.output_dir=/tmp/argen_throughput",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_argen(cfg, warmup: int, steps: int) -> dict:
+    import lightning as L
+    import torch
+
+    from argen.run import apply_data_overrides, build_datamodule, build_module
+
+    L.seed_everything(0, verbose=False)
+    datamodule = build_datamodule(cfg)
+    apply_data_overrides(cfg, datamodule)  # sizes only the data can tell (image shape of a file)
+    module = build_module(cfg)
+    times: list[float] = []
+
+    class StepClock(L.Callback):
+        def on_train_batch_start(self, trainer, *args) -> None:
+            if trainer.global_step == warmup:
+                if module.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter())
+
+        def on_train_end(self, trainer, *args) -> None:
+            if module.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter())
+
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[StepClock()],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    batch = cfg.data.datamodule.batch_size
+    return {
+        "examples_per_sec": steps * batch / (times[1] - times[0]),
+        "peak_memory_mb": peak_memory_mb(module.device),
+    }
+
+
+def measure_plain(cfg, warmup: int, steps: int) -> dict:
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    from argen.run import build_datamodule
+
+    L.seed_everything(0, verbose=False)
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    )
+    data = build_datamodule(cfg).splits["train"].images.to(device).float()
+    module = instantiate(cfg.model.module)
+    net = module.net.to(device).train()
+    optimizer = module.optimizer_factory(net.parameters())
+    if cfg.get("compile"):
+        net.compile()
+    loss_of = net.training_loss if hasattr(net, "training_loss") else (lambda x: -net.log_prob(x))
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=str(cfg.trainer.precision).startswith("bf16")
+    )
+    batch = cfg.data.datamodule.batch_size
+    order = torch.randperm(len(data), device=device)
+    start = None
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        index = order[(step * batch) % (len(data) - batch) :][:batch]
+        with autocast:
+            loss = loss_of(data[index]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {
+        "examples_per_sec": steps * batch / (time.perf_counter() - start),
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def worker(args) -> None:
+    cfg = compose(MODELS[args.model] + ["trainer.accelerator=" + args.accelerator] + args.overrides)
+    measure = measure_argen if args.path == "argen" else measure_plain
+    result = measure(cfg, args.warmup, args.steps)
+    result["batch_size"] = int(cfg.data.datamodule.batch_size)
+    if args.model == "made":
+        net = cfg.model.module.net
+        sizes = [784, *net.hidden_sizes, 784]
+        products = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        # forward 2ab and weight gradient 2ab per layer; input gradient 2ab for all but the first
+        flops_per_example = 6 * sum(products) - 2 * products[0]
+        result["flops_per_sec"] = result["examples_per_sec"] * flops_per_example
+    print("RESULT " + json.dumps(result))
+
+
+def run_worker(model: str, path: str, args) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--model",
+        model,
+        "--path",
+        path,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--accelerator",
+        args.accelerator,
+        *(["--"] + args.overrides if args.overrides else []),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in output.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", nargs="+", default=["made", "nade", "gated_pixelcnn"], choices=sorted(MODELS)
+    )
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help="extra config overrides for every model")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    peak = matmul_peak_flops()
+    rows = []
+    for model in args.models:
+        best: dict[str, dict] = {}
+        for _ in range(args.repeats):
+            for path in ("argen", "plain"):
+                result = run_worker(model, path, args)
+                if path not in best or result["examples_per_sec"] > best[path]["examples_per_sec"]:
+                    best[path] = result
+        row = {
+            "model": model,
+            "batch_size": best["argen"]["batch_size"],
+            "argen_examples_per_sec": best["argen"]["examples_per_sec"],
+            "plain_examples_per_sec": best["plain"]["examples_per_sec"],
+            "ratio": best["argen"]["examples_per_sec"] / best["plain"]["examples_per_sec"],
+            "argen_peak_memory_mb": best["argen"]["peak_memory_mb"],
+            "plain_peak_memory_mb": best["plain"]["peak_memory_mb"],
+        }
+        if "flops_per_sec" in best["argen"]:
+            row["argen_share_of_matmul_peak"] = best["argen"]["flops_per_sec"] / peak
+            row["plain_share_of_matmul_peak"] = best["plain"]["flops_per_sec"] / peak
+        rows.append(row)
+
+    table = Table(
+        title=f"Training throughput ({args.accelerator}, torch threads "
+        f"{torch.get_num_threads()}, matmul peak {peak / 1e9:.1f} GFLOP/s)"
+    )
+    for column in (
+        "model",
+        "batch",
+        "argen ex/s",
+        "plain ex/s",
+        "argen/plain",
+        "peak MB argen",
+        "peak MB plain",
+        "% of matmul peak",
+    ):
+        table.add_column(column, justify="right")
+    for r in rows:
+        share = r.get("argen_share_of_matmul_peak")
+        table.add_row(
+            r["model"],
+            str(r["batch_size"]),
+            f"{r['argen_examples_per_sec']:.0f}",
+            f"{r['plain_examples_per_sec']:.0f}",
+            f"{r['ratio']:.2f}",
+            f"{r['argen_peak_memory_mb']:.0f}",
+            f"{r['plain_peak_memory_mb']:.0f}",
+            "" if share is None else f"{100 * share:.0f} %",
+        )
+    Console().print(table)
+    print(json.dumps({"matmul_peak_flops": peak, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
