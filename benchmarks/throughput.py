@@ -4,7 +4,8 @@ For each model, both paths train the same network (built from the same Hydra con
 batch size and optimizer on binarized MNIST already in memory:
 
 * argen: the composed config's DataModule and LightningModule under ``lightning.Trainer.fit``
-  (no logger, checkpointing or progress bar, which are per-epoch costs, not per-step ones);
+  (no logger or checkpointing, per-epoch costs, and no progress bar, whose cost depends on the
+  terminal it draws on);
 * plain: ``for`` loop over a random permutation, slicing batches from one tensor, Adam step.
 
 Each measurement runs in a fresh process (so peak memory is its own), the two paths alternate, and
