@@ -180,6 +180,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     refuse_unsafe_multirun(cfg)
     group_sweep_runs(cfg)
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("flush_denormal", True):
+        # Denormal floats (weights and Adam moments decaying towards zero) slow CPU arithmetic
+        # down many times over; flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
         continue_wandb_run(cfg)
