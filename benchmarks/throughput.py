@@ -127,20 +127,17 @@ def measure_argen(cfg, warmup: int, steps: int) -> dict:
 def measure_plain(cfg, warmup: int, steps: int) -> dict:
     import lightning as L
     import torch
-    from hydra.utils import instantiate
 
-    from argen.run import build_datamodule
+    from argen.run import build_datamodule, build_module
 
     L.seed_everything(0, verbose=False)
     device = torch.device(
         "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
     )
     data = build_datamodule(cfg).splits["train"].images.to(device).float()
-    module = instantiate(cfg.model.module)
+    module = build_module(cfg)  # the same network as argen's path, compiled when compile=true
     net = module.net.to(device).train()
     optimizer = module.optimizer_factory(net.parameters())
-    if cfg.get("compile"):
-        net.compile()
     loss_of = net.training_loss if hasattr(net, "training_loss") else (lambda x: -net.log_prob(x))
     autocast = torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=str(cfg.trainer.precision).startswith("bf16")
