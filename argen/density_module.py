@@ -49,6 +49,10 @@ class DensityModule(L.LightningModule):
         self.num_dims = int(net.num_dims)
         self.nll = nn.ModuleDict({s: MeanMetric() for s in ("train_", "val_", "test_")})
         self._val_examples: tuple[torch.Tensor, dict] | None = None
+        # The epoch's training NLL as a running (sum, count): a torchmetrics update every step
+        # cost ~60 us, 1-2 % of a MADE step on a CPU; the metric gets the total once an epoch.
+        self._train_nll_sum: torch.Tensor | None = None
+        self._train_count = 0
 
     # ----------------------------------------------------------------- steps
     def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
@@ -84,7 +88,11 @@ class DensityModule(L.LightningModule):
                 "checkpoint is unchanged. Lower the learning rate or enable gradient clipping "
                 "(trainer.gradient_clip_val=1.0)."
             )
-        self.nll["train_"].update(loss_per_example.detach())
+        batch_sum = loss_per_example.detach().sum()
+        self._train_nll_sum = (
+            batch_sum if self._train_nll_sum is None else self._train_nll_sum + batch_sum
+        )
+        self._train_count += loss_per_example.numel()
         if is_logging_step(self):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
@@ -113,6 +121,11 @@ class DensityModule(L.LightningModule):
         self.log(f"{stage}/bits_per_dim", self.bits_per_dim(nll), prog_bar=stage != "train")
 
     def on_train_epoch_end(self) -> None:
+        if self._train_count:
+            # a weighted update keeps (sum, count), so the DDP sync still averages every example
+            mean = self._train_nll_sum / self._train_count
+            self.nll["train_"].update(mean, weight=self._train_count)
+            self._train_nll_sum, self._train_count = None, 0
         self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
