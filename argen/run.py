@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
 from argen.callbacks.rng_state import RNGState
 from argen.callbacks.throughput import Throughput
+from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
 
 
@@ -184,6 +185,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Denormal floats (weights and Adam moments decaying towards zero) slow CPU arithmetic
         # down many times over; flushing them to zero changes no result that matters.
         torch.set_flush_denormal(True)
+    skip_gpu_probe_without_gpu()
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
         continue_wandb_run(cfg)

@@ -178,6 +178,11 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def worker(args) -> None:
+    from argen.gpu_probe import skip_gpu_probe_without_gpu
+
+    # train.py does this; the plain loop gets it too, since the probe it avoids comes from
+    # importing Lightning (which this script does for both paths), not from a plain loop
+    skip_gpu_probe_without_gpu()
     cfg = compose(MODELS[args.model] + ["trainer.accelerator=" + args.accelerator] + args.overrides)
     measure = measure_argen if args.path == "argen" else measure_plain
     result = measure(cfg, args.warmup, args.steps)
