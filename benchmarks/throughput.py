@@ -4,8 +4,8 @@ For each model, both paths train the same network (built from the same Hydra con
 batch size and optimizer on binarized MNIST already in memory:
 
 * argen: the composed config's DataModule and LightningModule under ``lightning.Trainer.fit``
-  (no logger or checkpointing, per-epoch costs, and no progress bar, whose cost depends on the
-  terminal it draws on);
+  (no logger or checkpointing, per-epoch costs; no progress bar unless ``--progress-bar`` asks
+  for Lightning's stock Rich bar or argen's throttled one, drawn as on a terminal);
 * plain: ``for`` loop over a random permutation, slicing batches from one tensor, Adam step.
 
 Each measurement runs in a fresh process (so peak memory is its own), the two paths alternate, and
@@ -13,6 +13,7 @@ the best of ``--repeats`` is kept. Also reported: MADE's achieved FLOP/s as a sh
 machine's measured float32 matmul peak (the roofline target is >= 50 %).
 
     ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py [--models made nade gated_pixelcnn]
+    ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py --models made --progress-bar rich
 """
 
 from __future__ import annotations
@@ -79,7 +80,24 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_argen(cfg, warmup: int, steps: int) -> dict:
+def progress_bars(kind: str) -> list:
+    """The progress bar of the argen path: none, Lightning's stock Rich bar, or argen's default.
+
+    Both Rich bars are told they draw on a terminal, so they render as they would for a person.
+    """
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from argen.callbacks.progress import ThrottledRichProgressBar
+
+    terminal = {"console_kwargs": {"force_terminal": True, "width": 120}}
+    if kind == "rich":
+        return [RichProgressBar(**terminal)]
+    if kind == "throttled":
+        return [ThrottledRichProgressBar(**terminal)]
+    return []
+
+
+def measure_argen(cfg, warmup: int, steps: int, progress_bar: str = "none") -> dict:
     import lightning as L
     import torch
 
@@ -112,9 +130,9 @@ def measure_argen(cfg, warmup: int, steps: int) -> dict:
         num_sanity_val_steps=0,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=progress_bar != "none",
         enable_model_summary=False,
-        callbacks=[StepClock()],
+        callbacks=[StepClock(), *progress_bars(progress_bar)],
     )
     trainer.fit(module, datamodule=datamodule)
     batch = cfg.data.datamodule.batch_size
@@ -184,8 +202,10 @@ def worker(args) -> None:
     # importing Lightning (which this script does for both paths), not from a plain loop
     skip_gpu_probe_without_gpu()
     cfg = compose(MODELS[args.model] + ["trainer.accelerator=" + args.accelerator] + args.overrides)
-    measure = measure_argen if args.path == "argen" else measure_plain
-    result = measure(cfg, args.warmup, args.steps)
+    if args.path == "argen":
+        result = measure_argen(cfg, args.warmup, args.steps, args.progress_bar)
+    else:
+        result = measure_plain(cfg, args.warmup, args.steps)
     result["batch_size"] = int(cfg.data.datamodule.batch_size)
     if args.model == "made":
         net = cfg.model.module.net
@@ -212,11 +232,14 @@ def run_worker(model: str, path: str, args) -> dict:
         str(args.warmup),
         "--accelerator",
         args.accelerator,
+        "--progress-bar",
+        args.progress_bar,
         *(["--"] + args.overrides if args.overrides else []),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    line = next(x for x in output.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
+    # a progress bar may leave terminal control codes in front of the line
+    line = next(x for x in output.splitlines() if "RESULT " in x)
+    return json.loads(line.split("RESULT ", 1)[1])
 
 
 def main() -> None:
@@ -228,6 +251,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument(
+        "--progress-bar",
+        choices=["none", "rich", "throttled"],
+        default="none",
+        help="argen path's progress bar: none, Lightning's Rich bar, argen's throttled Rich bar",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
