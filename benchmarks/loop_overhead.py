@@ -1,0 +1,165 @@
+"""Fixed cost of a training step, with the model taken out: Lightning's loop against plain loops.
+
+A one-parameter model makes the step's own arithmetic negligible, so what is left is the cost of
+the loop around it. Measured per step, in one process, best of ``--repeats``:
+
+* lightning: ``Trainer.fit`` with argen's in-memory ``DataLoader`` (no logger, checkpointing or
+  progress bar), automatic optimization;
+* plain + loader: a ``for`` loop over the same ``DataLoader``, zero_grad / backward / step;
+* plain + slicing: a ``for`` loop slicing batches out of one tensor (throughput.py's plain loop);
+* loader alone: iterating the ``DataLoader`` and nothing else;
+* lightning + Rich bar / + throttled bar: the first, with Lightning's stock Rich progress bar or
+  argen's default (redrawn at most every 0.2 s), both drawing as on a terminal (to /dev/null).
+
+The difference between the first two is Lightning's own per-step cost; it bounds the argen/plain
+throughput ratio of models whose step is short (MADE, FVSBN on a CPU).
+
+    python benchmarks/loop_overhead.py [--steps 3000] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import lightning as L
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from argen.data.in_memory import TensorBatches, batch_loader
+    from argen.gpu_probe import skip_gpu_probe_without_gpu
+
+    skip_gpu_probe_without_gpu()  # as train.py does
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = torch.bernoulli(torch.full((50_000, 1, 28, 28), 0.3)).to(torch.uint8)
+    steps, warmup, batch = args.steps, args.warmup, args.batch_size
+
+    class OneParameter(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(()))
+
+        def loss(self, x: torch.Tensor) -> torch.Tensor:
+            return (self.p - x[:, 0, 0, 0].float().mean()) ** 2
+
+        def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+            return self.loss(batch[0])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def loader():
+        return batch_loader(TensorBatches(images), batch, shuffle=True)
+
+    def progress_bar(kind: str | None) -> list:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        from argen.callbacks.progress import ThrottledRichProgressBar
+
+        terminal = {"console_kwargs": {"force_terminal": True, "file": open(os.devnull, "w")}}
+        if kind == "rich":
+            return [RichProgressBar(**terminal)]
+        if kind == "throttled":
+            return [ThrottledRichProgressBar(**terminal)]
+        return []
+
+    def lightning_loop(bar: str | None = None) -> float:
+        marks: list[float] = []
+
+        class Clock(L.Callback):
+            def on_train_batch_start(self, trainer, *rest) -> None:
+                if trainer.global_step == warmup:
+                    marks.append(time.perf_counter())
+
+            def on_train_end(self, *rest) -> None:
+                marks.append(time.perf_counter())
+
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=warmup + steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=bar is not None,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[Clock(), *progress_bar(bar)],
+        )
+        trainer.fit(OneParameter(), train_dataloaders=loader())
+        return (marks[1] - marks[0]) / steps
+
+    def plain_loop(slicing: bool) -> float:
+        model = OneParameter()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        order = torch.randperm(len(images))
+
+        def batches():
+            if slicing:
+                step = 0
+                while True:
+                    yield images[order[(step * batch) % (len(images) - batch) :][:batch]], None
+                    step += 1
+            while True:
+                yield from loader()
+
+        start = None
+        for step, (x, _) in enumerate(batches()):
+            if step == warmup:
+                start = time.perf_counter()
+            if step == warmup + steps:
+                break
+            loss = model.loss(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return (time.perf_counter() - start) / steps
+
+    def loader_alone() -> float:
+        count, start = 0, time.perf_counter()
+        while count < steps:
+            for _ in loader():
+                count += 1
+                if count == steps:
+                    break
+        return (time.perf_counter() - start) / steps
+
+    paths = {
+        "lightning": lightning_loop,
+        "plain + loader": lambda: plain_loop(slicing=False),
+        "plain + slicing": lambda: plain_loop(slicing=True),
+        "loader alone": loader_alone,
+        "lightning + Rich bar": lambda: lightning_loop("rich"),
+        "lightning + throttled bar": lambda: lightning_loop("throttled"),
+    }
+    best = {name: min(measure() for _ in range(args.repeats)) for name, measure in paths.items()}
+    table = Table(title=f"Per-step cost without a model (batch {batch}, {args.threads} thread(s))")
+    table.add_column("loop")
+    table.add_column("us per step", justify="right")
+    for name, seconds in best.items():
+        table.add_row(name, f"{seconds * 1e6:.0f}")
+    table.add_row(
+        "Lightning's own cost", f"{(best['lightning'] - best['plain + loader']) * 1e6:.0f}"
+    )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
