@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
@@ -42,9 +43,12 @@ def main() -> None:
     import torch
     from rich.console import Console
     from rich.table import Table
+    from throughput import progress_bars
 
     from argen.data.in_memory import TensorBatches, batch_loader
     from argen.gpu_probe import skip_gpu_probe_without_gpu
+
+    devnull = open(os.devnull, "w")
 
     skip_gpu_probe_without_gpu()  # as train.py does
     torch.set_num_threads(args.threads)
@@ -69,19 +73,7 @@ def main() -> None:
     def loader():
         return batch_loader(TensorBatches(images), batch, shuffle=True)
 
-    def progress_bar(kind: str | None) -> list:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        from argen.callbacks.progress import ThrottledRichProgressBar
-
-        terminal = {"console_kwargs": {"force_terminal": True, "file": open(os.devnull, "w")}}
-        if kind == "rich":
-            return [RichProgressBar(**terminal)]
-        if kind == "throttled":
-            return [ThrottledRichProgressBar(**terminal)]
-        return []
-
-    def lightning_loop(bar: str | None = None) -> float:
+    def lightning_loop(bar: str = "none") -> float:
         marks: list[float] = []
 
         class Clock(L.Callback):
@@ -97,11 +89,11 @@ def main() -> None:
             max_steps=warmup + steps,
             logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=bar is not None,
+            enable_progress_bar=bar != "none",
             enable_model_summary=False,
             limit_val_batches=0,
             num_sanity_val_steps=0,
-            callbacks=[Clock(), *progress_bar(bar)],
+            callbacks=[Clock(), *progress_bars(bar, file=devnull)],
         )
         trainer.fit(OneParameter(), train_dataloaders=loader())
         return (marks[1] - marks[0]) / steps

@@ -80,16 +80,17 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def progress_bars(kind: str) -> list:
+def progress_bars(kind: str, file=None) -> list:
     """The progress bar of the argen path: none, Lightning's stock Rich bar, or argen's default.
 
-    Both Rich bars are told they draw on a terminal, so they render as they would for a person.
+    Both Rich bars are told they draw on a terminal (``file``, stdout by default), so they render
+    as they would for a person.
     """
     from lightning.pytorch.callbacks import RichProgressBar
 
     from argen.callbacks.progress import ThrottledRichProgressBar
 
-    terminal = {"console_kwargs": {"force_terminal": True, "width": 120}}
+    terminal = {"console_kwargs": {"force_terminal": True, "width": 120, "file": file}}
     if kind == "rich":
         return [RichProgressBar(**terminal)]
     if kind == "throttled":
