@@ -122,3 +122,55 @@ def test_rejects_bad_input_and_non_binary_data():
             model.log_prob(bad)
     with pytest.raises(ValueError, match="binary"):
         FVSBN(SHAPE, num_levels=256)
+
+
+# ------------------------------------------------------------------------------- temperature
+def tempered_joint(logits: torch.Tensor, every: torch.Tensor, temperature: float) -> torch.Tensor:
+    """p_T(x) for every x [2^D, D], the chain of tempered conditionals: each conditional's
+    probabilities are raised to 1/T and renormalized, given ``logits`` [2^D, D] of p(x_i = 1 | x_<i)
+    evaluated at every x (only the prefix matters, by the autoregressive property)."""
+    p1, p0 = torch.sigmoid(logits) ** (1 / temperature), torch.sigmoid(-logits) ** (1 / temperature)
+    return torch.where(every == 1, p1, p0).div(p1 + p0).prod(1)
+
+
+def tiny_fvsbn() -> FVSBN:
+    torch.manual_seed(4)
+    model = FVSBN((1, 1, 3), ordering="random", ordering_seed=2).double()
+    with torch.no_grad():
+        model.weight.normal_(std=2.0)
+        model.bias.normal_()
+    return model
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_tempered_sampling_follows_the_chain_of_tempered_conditionals(temperature):
+    model, n = tiny_fvsbn(), 40_000
+    every = all_binary(3).double()
+    expected = tempered_joint(model(every), every, temperature)
+    assert expected.sum().item() == pytest.approx(1.0)
+    # The tempered joint differs from the model's: the test would notice an ignored temperature.
+    untempered = model.log_prob(every.reshape(-1, 1, 1, 3)).exp()
+    assert (expected - untempered).abs().max() > 0.05
+    samples = model.sample(n, temperature=temperature).reshape(n, 3)
+    codes = (samples * torch.tensor([4.0, 2.0, 1.0], dtype=torch.double)).sum(1).long()
+    freq = torch.bincount(codes, minlength=8).double() / n
+    assert (freq - expected).abs().max() < 4 * math.sqrt(0.25 / n) + 1e-3
+
+
+def test_temperature_one_is_ancestral_sampling_draw_for_draw():
+    """At T = 1 (given or default) the samples are exactly those of plain ancestral sampling from
+    the model's conditionals with the same random numbers, i.e. unchanged by tempering."""
+    model = make("random")
+    torch.manual_seed(7)
+    reference = torch.zeros(50, D, dtype=torch.double)
+    for i in model.ordering.tolist():
+        reference[:, i] = torch.bernoulli(torch.sigmoid(model(reference)[:, i]))
+    for kwargs in ({}, {"temperature": 1.0}):
+        torch.manual_seed(7)
+        assert torch.equal(model.sample(50, **kwargs).reshape(50, D), reference)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
+def test_non_positive_temperature_is_refused(temperature):
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        make("natural").sample(2, temperature=temperature)

@@ -122,3 +122,50 @@ def test_single_mask_connects_every_input_but_the_last(config):
     assert feeds.sum() == 783 and not feeds[last]
     for layer in list(model.hidden_layers[1:]) + [model.output_layer]:
         assert (layer.mask.sum(dim=1) > 0).float().mean() > 0.99  # nearly all units are used
+
+
+# ------------------------------------------------------------------------------- temperature
+def tempered_joint(logits: torch.Tensor, every: torch.Tensor, temperature: float) -> torch.Tensor:
+    """p_T(x) for every x [2^D, D], the chain of tempered conditionals: each conditional's
+    probabilities are raised to 1/T and renormalized (``logits`` [2^D, D] at every x)."""
+    p1, p0 = torch.sigmoid(logits) ** (1 / temperature), torch.sigmoid(-logits) ** (1 / temperature)
+    return torch.where(every == 1, p1, p0).div(p1 + p0).prod(1)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_tempered_sampling_follows_the_chain_of_tempered_conditionals(temperature):
+    """Frequencies of 20k samples at T match the tempered chain over the 8 outcomes of D = 3."""
+    torch.manual_seed(0)
+    model = MADE((1, 1, 3), hidden_sizes=[8], ordering="random", seed=2).double()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.7)
+    every, n = all_binary(3).double(), 20_000
+    expected = tempered_joint(model(every), every, temperature)
+    assert expected.sum().item() == pytest.approx(1.0)
+    untempered = model.log_prob(every.reshape(-1, 1, 1, 3)).exp()
+    assert (expected - untempered).abs().max() > 0.05  # an ignored temperature would fail
+    gen = torch.Generator().manual_seed(1)
+    samples = model.sample(n, generator=gen, temperature=temperature).reshape(n, 3)
+    freq = (samples[:, None, :] == every[None]).all(-1).double().mean(0)
+    assert (freq - expected).abs().max() < 4 * (0.25 / n) ** 0.5 + 1e-3
+
+
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[4]])
+def test_temperature_one_is_ancestral_sampling_draw_for_draw(config):
+    """At T = 1 (given or default) the samples are exactly those of plain ancestral sampling from
+    the model's conditionals with the same random numbers, i.e. unchanged by tempering."""
+    model = made(**config)
+    gen = torch.Generator().manual_seed(5)
+    reference = torch.zeros(40, 6, dtype=torch.double)
+    for d in model.order.tolist():
+        u = torch.rand(40, generator=gen)
+        reference[:, d] = (u < torch.sigmoid(model(reference)[:, d])).double()
+    for kwargs in ({}, {"temperature": 1.0}):
+        samples = model.sample(40, generator=torch.Generator().manual_seed(5), **kwargs)
+        assert torch.equal(samples.reshape(40, 6), reference)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -2.0, float("nan")])
+def test_non_positive_temperature_is_refused(temperature):
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        made().sample(2, temperature=temperature)

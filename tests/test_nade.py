@@ -235,3 +235,63 @@ def test_orderings_are_seeded_and_saved():
     c = NADE(SHAPE, hidden_size=4, ordering="random", ordering_seed=6)
     assert torch.equal(a.ordering, b.ordering) and not torch.equal(a.ordering, c.ordering)
     assert "orderings" in a.state_dict()
+
+
+# ------------------------------------------------------------------------------- temperature
+def tempered_joint(logits: torch.Tensor, every: torch.Tensor, temperature: float) -> torch.Tensor:
+    """p_T(x) for every x [2^D, D], the chain of tempered conditionals: each conditional's
+    probabilities are raised to 1/T and renormalized (``logits`` [2^D, D] at every x)."""
+    p1, p0 = torch.sigmoid(logits) ** (1 / temperature), torch.sigmoid(-logits) ** (1 / temperature)
+    return torch.where(every == 1, p1, p0).div(p1 + p0).prod(1)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[4]])
+def test_tempered_sampling_follows_the_chain_of_tempered_conditionals(config, temperature):
+    """Frequencies of 40k samples at T match the tempered chain; with several orderings, the
+    uniform mixture of each ordering's tempered chain (each sample picks an ordering)."""
+    shape, d, n = (1, 1, 3), 3, 40_000
+    torch.manual_seed(1)
+    model = NADE(shape, hidden_size=4, **{**config, "ordering": "random"}).double()
+    with torch.no_grad():
+        model.W.mul_(4)
+        model.V.mul_(4)
+        model.b.normal_()
+        if model.W_mask is not None:
+            model.W_mask.mul_(5)
+    every = all_binary(d).double()
+    expected = torch.stack(
+        [
+            tempered_joint(model.conditional_logits(every, o), every, temperature)
+            for o in model.orderings
+        ]
+    ).mean(0)
+    assert expected.sum().item() == pytest.approx(1.0)
+    untempered = model.log_prob(every.reshape(-1, *shape)).exp()
+    assert (expected - untempered).abs().max() > 0.05  # an ignored temperature would fail
+    samples = model.sample(n, temperature=temperature).reshape(n, d)
+    codes = (samples * torch.tensor([4.0, 2.0, 1.0], dtype=torch.double)).sum(1).long()
+    freq = torch.bincount(codes, minlength=8).double() / n
+    assert (freq - expected).abs().max() < 4 * math.sqrt(0.25 / n) + 1e-3
+
+
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3]])
+def test_temperature_one_is_ancestral_sampling_draw_for_draw(config):
+    """At T = 1 (given or default) the samples are exactly those of plain ancestral sampling from
+    the model's conditionals with the same random numbers, i.e. unchanged by tempering."""
+    model = make(**config)
+    torch.manual_seed(3)
+    reference = torch.zeros(50, D, dtype=torch.double)
+    for i in model.ordering.tolist():
+        logits = reference_logits(model, reference, model.ordering)
+        reference[:, i] = torch.bernoulli(torch.sigmoid(logits[:, i]))
+    for kwargs in ({}, {"temperature": 1.0}):
+        torch.manual_seed(3)
+        samples = model.sample(50, ordering_index=0, **kwargs).reshape(50, D)
+        assert torch.equal(samples, reference)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -0.5, float("nan")])
+def test_non_positive_temperature_is_refused(temperature):
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        make().sample(2, temperature=temperature)

@@ -41,6 +41,23 @@ def resolve_ordering(ordering: Ordering, num_dims: int, seed: int = 0) -> torch.
     return order
 
 
+def check_temperature(temperature: float) -> None:
+    """Refuse a sampling temperature that is not positive (``ValueError``)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+
+
+def tempered_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """p(x = 1) of Bernoulli conditionals sampled at ``temperature`` T: ``sigmoid(logits / T)``.
+
+    This is the definition of the pixel heads and Char-RNN (log-probabilities of the levels divided
+    by T, then renormalized): for two levels, log p(1) - log p(0) = logit, so the tempered odds are
+    exp(logit / T). At T = 1 the logits are used unchanged (x / 1.0 is exact), so samples are the
+    same as untempered ones for the same random numbers.
+    """
+    return torch.sigmoid(logits / temperature)
+
+
 def rank_of(order: torch.Tensor) -> torch.Tensor:
     """Inverse permutation: ``rank[i]`` is the position of variable ``i`` in ``order``."""
     rank = torch.empty_like(order)
@@ -94,18 +111,22 @@ class FVSBN(DensityModel):
         return -nll.sum(dim=1)
 
     @torch.no_grad()
-    def sample(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, device: torch.device | str | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """Draw ``n`` images [n, C, H, W] of {0., 1.}, one variable at a time in ``ordering``.
 
         The running logits are updated with one weight column per sampled variable, so sampling
         costs O(D^2) per example instead of O(D^3) for recomputing ``forward`` D times.
+        ``temperature`` T draws each x_i from sigmoid(logit / T) (see ``tempered_probs``).
         """
+        check_temperature(temperature)
         device = torch.device(device) if device is not None else self.weight.device
         weight = self.masked_weight().to(device)
         logits = self.bias.to(device).expand(n, -1).clone()
         x = torch.zeros(n, self.num_dims, dtype=weight.dtype, device=device)
         for i in self.ordering.tolist():
-            xi = torch.bernoulli(torch.sigmoid(logits[:, i]))
+            xi = torch.bernoulli(tempered_probs(logits[:, i], temperature))
             x[:, i] = xi
             logits += xi[:, None] * weight[:, i][None, :]
         return x.reshape(n, *self.shape)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.base import DensityModel, require_binary
+from argen.models.fvsbn import check_temperature, tempered_probs
 
 
 class MaskedLinear(nn.Linear):
@@ -183,11 +184,14 @@ class MADE(DensityModel):
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
         mask_index: int | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Draw ``n`` samples, one variable at a time in the ordering (D forward passes).
 
         With several eval masks, each sample picks a mask uniformly, which samples the mixture.
+        ``temperature`` T divides the logit of every conditional (T = 1: the model itself).
         """
+        check_temperature(temperature)
         device = torch.device(device) if device is not None else self.order.device
         current = self.mask_index
         if mask_index is not None or self.num_eval_masks == 1:
@@ -201,7 +205,7 @@ class MADE(DensityModel):
             self.use_mask(k)
             x = torch.zeros(len(rows), self.num_dims, device=device, dtype=dtype)
             for d in self.order.tolist():
-                probs = torch.sigmoid(self(x)[:, d])
+                probs = tempered_probs(self(x)[:, d], temperature)
                 u = torch.rand(len(rows), generator=generator).to(device)
                 x[:, d] = (u < probs).to(dtype)
             out[rows] = x

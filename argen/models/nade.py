@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.base import DensityModel, require_binary
-from argen.models.fvsbn import Ordering, rank_of, resolve_ordering
+from argen.models.fvsbn import (
+    Ordering,
+    check_temperature,
+    rank_of,
+    resolve_ordering,
+    tempered_probs,
+)
 
 # Per-chunk working set of the fused conditional pass, in elements of [chunk, D, H]. On a CPU about
 # 8 MB in float32, so each chunk stays in cache while it is processed; a GPU prefers big chunks.
@@ -250,15 +256,18 @@ class NADE(DensityModel):
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def _sample_ordering(self, n: int, order: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """Ancestral sampling under one ordering, O(D H) per example via the running activation."""
+    def _sample_ordering(
+        self, n: int, order: torch.Tensor, device: torch.device, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Ancestral sampling under one ordering, O(D H) per example via the running activation;
+        each variable is drawn from its conditional at ``temperature`` (``tempered_probs``)."""
         w_cols = self.W.t().to(device)
         mask_cols = None if self.W_mask is None else self.W_mask.t().to(device)
         v, b = self.V.to(device), self.b.to(device)
         act = self.c.to(device).expand(n, -1).clone()
         x = torch.zeros(n, self.num_dims, dtype=w_cols.dtype, device=device)
         for i in order.tolist():
-            xi = torch.bernoulli(torch.sigmoid(torch.sigmoid(act) @ v[i] + b[i]))
+            xi = torch.bernoulli(tempered_probs(torch.sigmoid(act) @ v[i] + b[i], temperature))
             x[:, i] = xi
             act += xi[:, None] * w_cols[i]  # add this variable's input, never recompute
             if mask_cols is not None:
@@ -271,12 +280,15 @@ class NADE(DensityModel):
         n: int,
         device: torch.device | str | None = None,
         ordering_index: int | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Draw ``n`` images [n, C, H, W] of {0., 1.}.
 
         With several evaluation orderings, each example picks one uniformly at random (exact
         sampling from the mixture that ``log_prob`` evaluates) unless ``ordering_index`` fixes it.
+        ``temperature`` T divides the logit of every conditional (T = 1: the model itself).
         """
+        check_temperature(temperature)
         device = torch.device(device) if device is not None else self.W.device
         num_orders = self.orderings.shape[0]
         if ordering_index is not None:
@@ -291,5 +303,7 @@ class NADE(DensityModel):
         for k in range(num_orders):
             rows = torch.nonzero(choice == k).flatten()
             if rows.numel():
-                x[rows.to(device)] = self._sample_ordering(rows.numel(), self.orderings[k], device)
+                x[rows.to(device)] = self._sample_ordering(
+                    rows.numel(), self.orderings[k], device, temperature
+                )
         return x.reshape(n, *self.shape)
