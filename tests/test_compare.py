@@ -1,77 +1,27 @@
-"""argen.compare on fake run directories (no training): reading, aggregation, outputs, CLI, W&B."""
+"""argen.compare on fake run directories (no training): reading, aggregation, terminal, CLI."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from rich.console import Console
 
 from argen import compare
 from argen.compare import (
     FAILED,
     FINISHED,
     INCOMPLETE,
+    INTERRUPTED,
     CompareError,
     aggregate,
     collect_runs,
-    main,
-    markdown_report,
     unfinished,
-    write_outputs,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_run(
-    root: Path,
-    name: str,
-    model: str,
-    data: str,
-    seed: int,
-    summary: dict[str, Any] | None = None,
-    net: dict[str, Any] | None = None,
-    workers: int = 2,
-) -> Path:
-    """A run directory as train.py leaves it: .hydra/config.yaml, overrides, maybe summary.json."""
-    run_dir = root / name
-    (run_dir / ".hydra").mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "model": {"name": model, "module": {"net": net or {"hidden": 16}}},
-        "data": {"name": data, "datamodule": {"batch_size": 32, "num_workers": workers}},
-        "trainer": {"max_epochs": 2, "accelerator": "cpu" if workers else "gpu"},
-        "paths": {"output_dir": str(run_dir)},
-    }
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    overrides = [f"model={model}", f"data={data}", f"seed={seed}"]
-    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    if summary is not None:
-        full = {"model": model, "data": data, "seed": seed, "status": "finished", **summary}
-        (run_dir / "summary.json").write_text(json.dumps(full))
-    return run_dir
-
-
-def metrics(nll: float, bpd: float, speed: float, sample_s: float, params: int = 1000) -> dict:
-    return {
-        "params": params,
-        "epochs": 2,
-        "train_seconds": 10.0,
-        "train_examples_per_sec": speed,
-        "test_nll": nll,
-        "test_bits_per_dim": bpd,
-        "sample_seconds_per_example": sample_s,
-    }
-
+from argen.compare_rows import label_keys, show_value
+from tests.compare_fakes import ROOT, metrics, offline_env, rendered, table_row, write_run
 
 # Two models x two seeds on one dataset; the seeds also differ in settings that do not matter.
 RESULTS = {
@@ -95,22 +45,17 @@ def two_by_two(root: Path) -> Path:
     return root
 
 
-def rendered(argv: list[str]) -> tuple[int, str]:
-    console = Console(record=True, width=220, file=io.StringIO())
-    code = main(argv, console=console)
-    return code, console.export_text()
-
-
 def test_two_models_two_seeds_give_two_rows_with_mean_and_std(tmp_path):
     records = collect_runs([two_by_two(tmp_path)])
     assert len(records) == 4 and all(r.status == FINISHED for r in records)
     tables = aggregate(records)
     assert list(tables) == ["binarized_mnist"]
     rows = tables["binarized_mnist"]
-    assert [row.model for row in rows] == ["pixelcnn", "made"]  # sorted by test NLL
+    assert [row.label for row in rows] == ["pixelcnn", "made"]  # sorted by test NLL
     for row in rows:
         nlls, bpds, speeds, sample_s = zip(*RESULTS[row.model], strict=True)
         assert len(row.runs) == 2 and row.seeds == [1, 2] and row.params == [1000]
+        assert row.variant == "" and row.epochs == [2]
         assert row.nll.mean == pytest.approx(statistics.fmean(nlls))
         assert row.nll.std == pytest.approx(statistics.stdev(nlls))
         assert row.bpd.mean == pytest.approx(statistics.fmean(bpds))
@@ -119,11 +64,11 @@ def test_two_models_two_seeds_give_two_rows_with_mean_and_std(tmp_path):
         assert row.sample_seconds.mean == pytest.approx(statistics.fmean(sample_s))
     code, text = rendered([str(tmp_path), "--out", str(tmp_path / "out")])
     assert code == 0 and (tmp_path / "out" / "tradeoff_binarized_mnist.png").exists()
-    made = next(line for line in text.splitlines() if "made" in line)
-    cells = [cell.strip() for cell in made.split("│")[1:-1]]
+    cells = table_row(text, "MADE")
     nll = f"{statistics.fmean([90.0, 93.0]):.2f} ± {statistics.stdev([90.0, 93.0]):.2f}"
-    assert cells[:5] == ["made", "2", "1,2", "1,000", nll]
-    assert cells[-2:] == ["410.0", "600"]  # examples/s, sampling ms per example
+    assert cells[:6] == ["MADE", "2", "1,2", "1,000", "2", nll]
+    assert cells[7] == "88.40 (1 mask), 86.64 (32 masks) — Germain et al. 2015, Table 6"
+    assert cells[-3:] == ["10 s", "410.0", "600"]  # train time, examples/s, sampling ms
 
 
 def test_metric_bpd_sorts_by_bits_per_dim(tmp_path):
@@ -136,51 +81,106 @@ def test_metric_bpd_sorts_by_bits_per_dim(tmp_path):
         aggregate(records, "accuracy")
 
 
+# ------------------------------------------------------------------------- variants (task A)
+
+
 def test_different_hyperparameters_are_not_averaged_as_seeds(tmp_path):
     for seed, hidden in [(1, 100), (2, 100), (3, 500)]:
         summary = metrics(90.0 - hidden / 100, 0.16, 1.0, 1.0, params=hidden)
         write_run(tmp_path, f"r{seed}", "made", "mnist", seed, summary, net={"hidden": hidden})
     records = collect_runs([tmp_path])
     rows = aggregate(records)["mnist"]
-    assert sorted(row.model for row in rows) == ["made[hidden=100]", "made[hidden=500]"]
-    assert sorted(len(row.runs) for row in rows) == [1, 2]
+    assert [row.label for row in rows] == ["made (hidden=500)", "made (hidden=100)"]
+    assert [len(row.runs) for row in rows] == [1, 2]
     merged = aggregate(records, split_configs=False)["mnist"]
     assert len(merged) == 1 and len(merged[0].runs) == 3 and merged[0].params == [100, 500]
 
 
-def test_failed_and_incomplete_runs_are_listed_with_reasons(tmp_path):
-    two_by_two(tmp_path)
-    broken = write_run(tmp_path / "runs", "killed", "pixelrnn", "binarized_mnist", 7)
-    (broken / "checkpoints").mkdir()
-    (broken / "checkpoints" / "last.ckpt").write_bytes(b"")
-    failed = write_run(
-        tmp_path / "runs",
-        "oom",
-        "pixelrnn",
-        "binarized_mnist",
-        8,
-        {
-            "status": "failed",
-            "error": "Traceback (most recent call last):\n  File x\nRuntimeError: OOM",
-        },
-    )
-    records = collect_runs([tmp_path])
-    bad = {Path(r.source).name: r for r in unfinished(records)}
-    assert set(bad) == {"killed", "oom"}
-    assert bad["killed"].status == INCOMPLETE and "no summary.json" in bad["killed"].reason
-    assert "ckpt_path=auto" in bad["killed"].reason and bad["killed"].seed == 7
-    assert bad["oom"].status == FAILED and bad["oom"].reason.endswith("RuntimeError: OOM")
-    assert bad["oom"].reason.startswith("Traceback")  # the full error stays in runs.csv
-    assert bad["killed"].model == "pixelrnn" and bad["oom"].data == "binarized_mnist"
-    rows = aggregate(records)["binarized_mnist"]
-    assert sorted(row.model for row in rows) == ["made", "pixelcnn"]
+def test_variant_label_names_only_the_settings_needed_to_tell_rows_apart(tmp_path):
+    """Two MADE variants that differ in num_masks and in trainer.max_epochs: the model setting
+    alone tells them apart, so it alone labels them."""
+    for seed, masks in [(1, 1), (2, 1), (3, 8)]:
+        net = {"hidden_sizes": [500], "num_masks": masks}
+        write_run(
+            tmp_path, f"m{seed}", "made", "binarized_mnist", seed, metrics(90, 0.1, 1, 1), net
+        )
+    config = tmp_path / "m3" / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("max_epochs: 2", "max_epochs: 9"))
     code, text = rendered([str(tmp_path)])
     assert code == 0
-    assert "Failed or incomplete" in text and "RuntimeError: OOM" in text
-    assert "Traceback" not in text  # tables show the exception line
-    assert "oom" in text and "killed" in text and failed.exists()
-    md = markdown_report(aggregate(records), unfinished(records), "nll")
-    assert "## Failed or incomplete runs" in md and "RuntimeError: OOM |" in md
+    labels = [row.label for row in aggregate(collect_runs([tmp_path]))["binarized_mnist"]]
+    assert sorted(labels) == ["made (num_masks=1)", "made (num_masks=8)"]
+    assert table_row(text, "MADE (num_masks=8)")[1] == "1"
+    assert table_row(text, "MADE (num_masks=1)")[1:3] == ["2", "1,2"]
+
+
+def test_label_keys_greedy_choice():
+    keys = ["model.module.net.num_masks", "model.module.optimizer.lr", "trainer.max_epochs"]
+    two = [("1", "0.001", "5"), ("8", "0.001", "9")]
+    assert label_keys(two, keys) == [0]  # num_masks and max_epochs both split: model first
+    three = [("1", "0.001", "5"), ("8", "0.001", "5"), ("8", "0.0001", "5")]
+    assert label_keys(three, keys) == [0, 1]
+    assert show_value('"random"') == "random" and show_value("[500, 500]") == "[500,500]"
+
+
+def test_config_yaml_beside_summary_labels_variants(tmp_path):
+    """results/ keeps each run's config as config.yaml beside summary.json (no .hydra)."""
+    for masks in (1, 32):
+        write_run(
+            tmp_path / "binarized_mnist",
+            f"made_{masks}",
+            "made",
+            "binarized_mnist",
+            1,
+            metrics(88.0 - masks / 10, 0.16, 1.0, 1.0),
+            net={"num_masks": masks},
+            hydra=False,
+        )
+    records = collect_runs([tmp_path])
+    assert [r.name for r in records] == ["binarized_mnist/made_1", "binarized_mnist/made_32"]
+    labels = [row.label for row in aggregate(records)["binarized_mnist"]]
+    assert labels == ["made (num_masks=32)", "made (num_masks=1)"]
+
+
+# --------------------------------------------------------------------- unfinished runs (task A)
+
+
+def test_failed_interrupted_and_incomplete_runs_show_their_status_and_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the terminal names runs relative to the working directory
+    two_by_two(tmp_path)
+    runs = tmp_path / "runs"
+    killed = write_run(runs, "killed", "row_lstm", "binarized_mnist", 7)
+    (killed / "checkpoints").mkdir()
+    (killed / "checkpoints" / "last.ckpt").write_bytes(b"")
+    write_run(runs, "running", "row_lstm", "binarized_mnist", 6)
+    traceback = "Traceback (most recent call last):\n  File x\nRuntimeError: OOM"
+    write_run(runs, "oom", "row_lstm", "binarized_mnist", 8, {"status": FAILED, "error": traceback})
+    config_error = "ValueError: model=made cannot model data=cifar10 (MADE is binary-only)"
+    write_run(runs, "config", "made", "cifar10", 1, {"status": FAILED, "error": config_error})
+    write_run(runs, "no_status", "nade", "cifar10", 1, {"status": None, "error": "KeyError: 'x'"})
+    stopped = {"status": INTERRUPTED, "error": "KeyboardInterrupt"}
+    write_run(runs, "stopped", "nade", "binarized_mnist", 2, stopped)
+    records = collect_runs([tmp_path])
+    bad = {Path(r.source).name: r for r in unfinished(records)}
+    status = {name: (r.status, r.reason) for name, r in bad.items()}
+    assert status["running"] == (INCOMPLETE, "killed, crashed or still running (no summary.json)")
+    assert status["killed"][0] == INCOMPLETE and "ckpt_path=auto" in status["killed"][1]
+    assert status["config"] == (FAILED, config_error)
+    assert status["no_status"] == (FAILED, "KeyError: 'x'")
+    assert status["stopped"] == (INTERRUPTED, "KeyboardInterrupt")
+    assert status["oom"] == (FAILED, traceback)  # the full error stays in runs.csv
+    assert bad["killed"].seed == 7 and bad["killed"].model == "row_lstm"
+    assert sorted(row.model for row in aggregate(records)["binarized_mnist"]) == [
+        "made",
+        "pixelcnn",
+    ]
+    code, text = rendered([str(tmp_path)])
+    assert code == 0 and "Failed, interrupted or incomplete runs" in text
+    assert table_row(text, "runs/config")[1:] == ["made", "cifar10", "1", FAILED, config_error]
+    assert table_row(text, "runs/stopped")[4:] == [INTERRUPTED, "KeyboardInterrupt"]
+    assert table_row(text, "runs/oom")[4:] == [FAILED, "RuntimeError: OOM"]  # exception line
+    assert table_row(text, "runs/running")[4] == INCOMPLETE
+    assert "Traceback" not in text and "killed, crashed or still running" in text
 
 
 def test_unreadable_summary_and_missing_values_are_not_hidden(tmp_path):
@@ -196,40 +196,48 @@ def test_unreadable_summary_and_missing_values_are_not_hidden(tmp_path):
     [row] = aggregate(records)["mnist"]
     assert len(row.runs) == 2 and row.nll.n == 1 and row.nll.mean == 88.0
     code, text = rendered([str(tmp_path)])
-    assert code == 0 and "88.00 (1/2)" in text
+    assert code == 0 and table_row(text, "NADE")[5] == "88.00 (1/2)"
 
 
-def test_files_are_written(tmp_path):
+# ---------------------------------------------------------------------- terminal width (task A)
+
+
+def test_tables_are_whole_on_a_narrow_terminal_or_a_pipe(tmp_path):
     two_by_two(tmp_path / "logs")
     write_run(
-        tmp_path / "logs", "x", "made", "binarized_mnist", 9, {"status": "failed", "error": "boom"}
+        tmp_path / "logs",
+        "x",
+        "made",
+        "binarized_mnist",
+        9,
+        {"status": FAILED, "error": "boom " * 20},
     )
-    records = collect_runs([tmp_path / "logs"])
-    out = tmp_path / "report"
-    written = write_outputs(records, out, metric="bpd")
-    names = {p.name for p in written}
-    assert names == {"comparison.md", "comparison.csv", "runs.csv", "tradeoff_binarized_mnist.png"}
-    png = (out / "tradeoff_binarized_mnist.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 5000
-    with (out / "comparison.csv").open() as handle:
-        models = list(csv.DictReader(handle))
-    assert [(m["data"], m["model"]) for m in models] == [
-        ("binarized_mnist", "pixelcnn"),
-        ("binarized_mnist", "made"),
-    ]
-    made = models[1]
-    assert made["runs"] == "2" and made["seeds"] == "1 2" and made["params"] == "1000"
-    assert float(made["test_nll_mean"]) == pytest.approx(91.5)
-    assert float(made["test_nll_std"]) == pytest.approx(statistics.stdev([90.0, 93.0]))
-    assert float(made["sample_ms_per_example_mean"]) == pytest.approx(600.0)
-    with (out / "runs.csv").open() as handle:
-        runs = list(csv.DictReader(handle))
-    assert len(runs) == 5
-    assert sorted(r["status"] for r in runs) == ["failed"] + ["finished"] * 4
-    assert next(r for r in runs if r["status"] == "failed")["reason"] == "boom"
-    md = (out / "comparison.md").read_text()
-    assert "## binarized_mnist" in md and "tradeoff_binarized_mnist.png" in md
-    assert md.index("| pixelcnn") < md.index("| made")
+    result = subprocess.run(
+        [sys.executable, "-m", "argen.compare", str(tmp_path / "logs")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=offline_env(tmp_path, COLUMNS="40"),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "┃ model " in line)
+    for column in [
+        "model",
+        "params",
+        "epochs",
+        "test NLL (nats)",
+        "test bits/dim",
+        "paper (nats)",
+        "train time",
+        "train examples/s",
+        "sampling ms/image",
+    ]:
+        assert f" {column} " in header
+    assert table_row(result.stdout, "MADE")[5] == "91.50 ± 2.12"
+    assert "…" not in result.stdout and ("boom " * 20).strip() in result.stdout
+    assert max(len(line) for line in lines) > 150  # wider than the 40 columns it was given
 
 
 def test_runs_as_module(tmp_path):
@@ -239,54 +247,50 @@ def test_runs_as_module(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        env=offline_env(tmp_path),
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.index("pixelcnn") < result.stdout.index("made")
-    assert "sorted by test bpd" in result.stdout
+    assert result.stdout.index("PixelCNN") < result.stdout.index("MADE")
+    assert "sorted by test bits/dim" in result.stdout
 
 
 def test_one_table_per_dataset_with_text_units(tmp_path):
     write_run(tmp_path, "a", "made", "binarized_mnist", 1, metrics(90.0, 0.17, 10.0, 0.1))
     write_run(tmp_path, "b", "pixelcnn", "cifar10", 1, metrics(7000.0, 3.2, 10.0, 2.0))
     text_summary = {**metrics(1.1, 1.587, 10.0, 0.01), "test_bpc": 1.587}
-    write_run(tmp_path, "c", "char_rnn", "text8", 1, text_summary)
+    write_run(tmp_path, "c", "char_rnn", "tinyshakespeare", 1, text_summary)
     tables = aggregate(collect_runs([tmp_path]))
     assert {data: [r.model for r in rows] for data, rows in tables.items()} == {
         "binarized_mnist": ["made"],
         "cifar10": ["pixelcnn"],
-        "text8": ["char_rnn"],
+        "tinyshakespeare": ["char_rnn"],
     }
     code, text = rendered([str(tmp_path)])
     assert code == 0
-    assert all(f"{data}  (sorted by" in text for data in tables)
-    assert "bits/char" in text and "bits/dim" in text
-    written = write_outputs(collect_runs([tmp_path]), tmp_path / "out")
-    assert {p.name for p in written if p.suffix == ".png"} == {
-        "tradeoff_binarized_mnist.png",
-        "tradeoff_cifar10.png",
-        "tradeoff_text8.png",
-    }
-    assert (tmp_path / "out" / "comparison.md").read_text().count("\n## ") == 3
+    assert all(f"({data}): sorted by" in text for data in tables)
+    assert "bits/char" in text and "bits/dim" in text and "nats/char" in text
+    assert table_row(text, "PixelCNN")[7] == "3.14 — van den Oord et al. 2016a, Table 5"
+    assert table_row(text, "Char-RNN")[7] == "none (no paper reports this dataset)"
 
 
-def test_autoencoder_row_shows_na(tmp_path):
+def test_autoencoder_gets_its_own_table(tmp_path):
     write_run(tmp_path, "m", "made", "mnist", 1, metrics(90.0, 0.17, 10.0, 0.1))
     ae = {"params": 50, "train_examples_per_sec": 900.0, "test_recon_loss": 0.0734}
     write_run(tmp_path, "ae", "autoencoder", "mnist", 1, ae)
-    records = collect_runs([tmp_path])
-    rows = aggregate(records)["mnist"]
-    assert [row.model for row in rows] == ["made", "autoencoder"]  # no likelihood: last
-    assert rows[1].nll.mean is None and rows[1].recon.mean == pytest.approx(0.0734)
+    rows = aggregate(collect_runs([tmp_path]))["mnist"]
+    assert [(row.model, row.is_likelihood) for row in rows] == [
+        ("made", True),
+        ("autoencoder", False),
+    ]
     code, text = rendered([str(tmp_path)])
-    ae_line = next(line for line in text.splitlines() if "autoencoder" in line)
-    assert code == 0 and "n/a" in ae_line and "0.0734" in ae_line and "test recon loss" in text
-    write_outputs(records, tmp_path / "out")
-    md = (tmp_path / "out" / "comparison.md").read_text()
-    assert "| autoencoder | 1 | 1 | 50 | n/a | n/a | 0.0734 |" in md
-    with (tmp_path / "out" / "comparison.csv").open() as handle:
-        ae_row = next(r for r in csv.DictReader(handle) if r["model"] == "autoencoder")
-    assert ae_row["test_nll_mean"] == "" and float(ae_row["test_recon_loss_mean"]) == 0.0734
+    assert code == 0
+    nll_table, recon_table = text.split("models without a likelihood")
+    assert "Autoencoder" not in nll_table and "MADE" in nll_table
+    assert table_row(recon_table, "Autoencoder")[5] == "0.0734"
+
+
+# ------------------------------------------------------------------------------------- W&B read
 
 
 class FakeRun:
