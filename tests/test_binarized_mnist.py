@@ -1,6 +1,8 @@
 """Binarized MNIST loading: real .amat/.amat.gz formats, checksums, caching, clear errors."""
 
 import gzip
+import io
+import shutil
 import time
 import urllib.error
 from pathlib import Path
@@ -101,28 +103,77 @@ def test_truncated_gzip_is_rejected_naming_the_file(fake_data):
         module(root).setup()
 
 
-def test_missing_files_without_network_name_the_url_and_target(tmp_path, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("no network")
+def no_network(*args, **kwargs):
+    raise urllib.error.URLError("no network")
 
+
+def test_missing_files_without_network_name_the_url_and_target(tmp_path, monkeypatch):
     monkeypatch.setattr("urllib.request.urlopen", no_network)
     with pytest.raises(DataMissingError) as info:
         module(tmp_path).prepare_data()
     message = str(info.value)
     assert bm.AMAT_URL.format("train") in message
     assert str(tmp_path / "data" / "binarized_mnist" / "binarized_mnist_train.amat") in message
-    assert "place it at" in message
-    assert not list((tmp_path / "data" / "binarized_mnist").glob("*.part"))
+    assert "place it at" in message and "no network" in message and "\n" not in message
+    # The message is the whole report: the URLError is not chained into the traceback.
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    # Nothing is left behind: no partial file, no empty binarized_mnist/ (nor data/) folder.
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_files_with_download_disabled(tmp_path, monkeypatch):
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    with pytest.raises(DataMissingError) as info:
+        module(tmp_path, download=False).setup("test")
+    message = str(info.value)
+    assert "download=false" in message and bm.AMAT_URL.format("test") in message
+    assert str(tmp_path / "data" / "binarized_mnist" / "binarized_mnist_test.amat") in message
+    assert not (tmp_path / "data").exists()
+
+
+def test_test_split_alone_needs_only_the_test_file(fake_data, monkeypatch):
+    """``evaluate``'s path: with only the test file on disk nothing is downloaded or read."""
+    root, arrays = fake_data
+    folder = root / "data" / "binarized_mnist"
+    (folder / "binarized_mnist_train.amat").unlink()
+    (folder / "binarized_mnist_valid.amat").unlink()
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    dm = module(root)
+    dm.prepare_data(stage="test")
+    dm.setup("test")
+    assert set(dm.splits) == {"test"}
+    assert np.array_equal(dm.splits["test"].images.reshape(-1, 784).numpy(), arrays["test"])
+    with pytest.raises(DataMissingError, match="binarized_mnist_train.amat"):
+        dm.prepare_data()  # all splits, as train.py asks before training
+
+
+def test_test_stage_downloads_only_the_test_file(tmp_path, monkeypatch):
+    text = amat_text(np.eye(3, 784, dtype=np.uint8))
+    monkeypatch.setattr(bm, "AMAT_SHA256", {**bm.AMAT_SHA256, "test": sha256_bytes(text)})
+    urls = []
+
+    def serve(url, timeout=None):
+        urls.append(url)
+        return io.BytesIO(text)
+
+    monkeypatch.setattr("urllib.request.urlopen", serve)
+    dm = module(tmp_path)
+    dm.prepare_data(stage="test")
+    assert urls == [bm.AMAT_URL.format("test")]
+    assert [p.name for p in (tmp_path / "data" / "binarized_mnist").iterdir()] == [
+        "binarized_mnist_test.amat"
+    ]
+    dm.setup("test")
+    assert urls == [bm.AMAT_URL.format("test")] and len(dm.splits["test"]) == 3
 
 
 def test_download_verifies_the_checksum(tmp_path, monkeypatch):
-    """A download whose bytes are wrong is refused and leaves nothing behind."""
-    import io
-
+    """A download whose bytes are wrong is refused and leaves nothing behind, not even folders."""
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: io.BytesIO(b"0 1\n"))
+    (tmp_path / "data").mkdir()  # the user's folder stays; only the one created for the file goes
     with pytest.raises(ChecksumError, match="downloaded from"):
         module(tmp_path).prepare_data()
-    assert not list((tmp_path / "data" / "binarized_mnist").iterdir())
+    assert (tmp_path / "data").is_dir() and not list((tmp_path / "data").iterdir())
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "binarized_mnist").exists(), reason="no shared data")
@@ -151,3 +202,14 @@ def test_dynamic_binarization_redraws_training_images_but_not_evaluation(tmp_pat
     again = bm.BinarizedMNISTDataModule(SHARED_DATA, variant="dynamic", cache_dir=tmp_path)
     again.setup()
     assert torch.equal(dm.splits["test"].images, again.splits["test"].images)
+    # The test split alone (only MNIST's t10k files present) binarizes to the very same images.
+    raw = tmp_path / "only_test" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(SHARED_DATA / "MNIST" / "raw" / name, raw / name)
+    alone = bm.BinarizedMNISTDataModule(
+        tmp_path / "only_test", variant="dynamic", download=False, cache_dir=tmp_path
+    )
+    alone.setup("test")
+    assert set(alone.splits) == {"test"}
+    assert torch.equal(dm.splits["test"].images, alone.splits["test"].images)

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
+from argen.data.download import DataError, InvalidDataError
 from argen.data.text import (
     TINY_SHAKESPEARE_SHA256,
     TINY_SHAKESPEARE_URL,
@@ -22,9 +26,10 @@ from argen.data.text import (
     DataMissingError,
     EvalStreams,
     TextDataModule,
+    TextFileDataModule,
     ensure_tiny_shakespeare,
 )
-from tests.conftest import DATA_DIR
+from tests.conftest import DATA_DIR, ROOT
 
 SHARED = DATA_DIR
 SHARED_FILE = SHARED / "tinyshakespeare" / "input.txt"
@@ -91,8 +96,49 @@ def test_bad_split_is_rejected(tmp_path, split):
 def test_invalid_utf8_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"abc\xff\xfedef")
-    with pytest.raises(ValueError, match="UTF-8"):
+    with pytest.raises(ValueError, match="UTF-8") as info:
         TextDataModule(str(tmp_path), path=str(path)).setup()
+    assert isinstance(info.value, DataError) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------ data=text
+def test_data_text_requires_a_path(tmp_path):
+    for path in (None, ""):
+        with pytest.raises(ValueError) as info:
+            TextFileDataModule(str(tmp_path), path=path)
+        message = str(info.value)
+        assert isinstance(info.value, DataError) and "\n" not in message
+        assert "data.datamodule.path=/path/to/file.txt" in message
+        assert "data=tinyshakespeare" in message
+
+
+def test_data_text_config_without_a_path_fails_at_instantiation(tmp_path):
+    """Composed as train.py does, ``data=text`` alone must not fall back to Tiny Shakespeare."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=["model=char_rnn", "data=text", f"paths.data_dir={tmp_path}"]
+        )
+        with pytest.raises(InstantiationException) as info:
+            instantiate(cfg.data.datamodule)
+        assert isinstance(info.value.__cause__, InvalidDataError)
+        assert "data.datamodule.path=" in str(info.value.__cause__)
+        corpus = write_text(tmp_path, "to be or not to be\n" * 20)
+        cfg = compose(
+            "train",
+            overrides=["model=char_rnn", "data=text", f"data.datamodule.path={corpus}"],
+        )
+        dm = instantiate(cfg.data.datamodule)
+    dm.setup()
+    assert isinstance(dm, TextDataModule) and dm.name == "corpus"
+    assert dm.vocab.decode(torch.cat(list(dm.tokens.values()))) == "to be or not to be\n" * 20
+
+
+def test_data_text_with_a_missing_file_names_it(tmp_path):
+    with pytest.raises(DataMissingError) as info:
+        TextFileDataModule(str(tmp_path), path=str(tmp_path / "nothere.txt"))
+    message = str(info.value)
+    assert str(tmp_path / "nothere.txt") in message and "data.datamodule.path=" in message
+    assert "\n" not in message
 
 
 # ------------------------------------------------------------------------------ unknown chars
@@ -165,7 +211,8 @@ def test_missing_file_without_network_is_a_clear_error(tmp_path, monkeypatch):
         TextDataModule(str(tmp_path)).prepare_data()
     message = str(info.value)
     assert TINY_SHAKESPEARE_URL in message and str(target) in message and "place it at" in message
-    assert not target.exists() and list(target.parent.iterdir()) == []  # no partial file left
+    assert "\n" not in message and info.value.__cause__ is None
+    assert not target.parent.exists()  # no partial file, and no empty tinyshakespeare/ folder
 
 
 def test_missing_file_with_download_disabled(tmp_path, monkeypatch):
@@ -199,7 +246,7 @@ def test_corrupt_download_is_discarded(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(b"truncated"))
     with pytest.raises(ChecksumError, match="discarded"):
         ensure_tiny_shakespeare(tmp_path)
-    assert list((tmp_path / "tinyshakespeare").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its new folder is left
 
 
 @needs_shared

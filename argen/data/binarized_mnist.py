@@ -3,9 +3,10 @@
 * ``variant="fixed"`` (default): the fixed stochastic binarization of Salakhutdinov & Murray (2008)
   as published by Larochelle & Murray (2011), split 50k/10k/10k. This is the benchmark on which
   NADE, MADE, PixelCNN and PixelRNN report test NLL in nats.
-* ``variant="dynamic"``: MNIST through torchvision, with a fresh Bernoulli draw of every training
-  image in every epoch (done on the device) and validation/test binarized once with a fixed seed;
-  train/val are a seeded 50k/10k split of the 60k training images.
+* ``variant="dynamic"``: MNIST (torchvision's file layout, ``<data_dir>/MNIST/raw``), with a fresh
+  Bernoulli draw of every training image in every epoch (done on the device) and validation/test
+  binarized once with a fixed seed; train/val are a seeded 50k/10k split of the 60k training
+  images.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from argen.data.download import ChecksumError, DataMissingError, download, sha256_bytes
-from argen.data.image import ImageDataModule
+from argen.data.download import (
+    ChecksumError,
+    DataMissingError,
+    InvalidDataError,
+    download,
+    sha256_bytes,
+)
+from argen.data.image import SPLITS, ImageDataModule
+from argen.data.mnist_files import MNIST_TRAIN_SIZE, fetch_mnist, load_mnist
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +43,7 @@ AMAT_SHA256 = {
     "valid": "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
     "test": "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
 }
-SPLIT_FILES = {"train": "train", "val": "valid", "test": "test"}
+SPLIT_FILES = {"train": "train", "val": "valid", "test": "test"}  # split -> file name part
 NUM_PIXELS = 784
 
 
@@ -95,7 +104,9 @@ class BinarizedMNISTDataModule(ImageDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, on_device, max_examples)
         if variant not in ("fixed", "dynamic"):
-            raise ValueError(f"variant must be 'fixed' or 'dynamic', got {variant!r}")
+            raise InvalidDataError(
+                f"data.datamodule.variant must be 'fixed' or 'dynamic', got {variant!r}"
+            )
         self.data_dir = Path(data_dir).expanduser()
         self.variant = variant
         self.download = download
@@ -112,33 +123,41 @@ class BinarizedMNISTDataModule(ImageDataModule):
                 return candidate
         return folder / name
 
-    def prepare_data(self) -> None:
+    def _cache_path(self, split: str) -> Path:
+        checksum = AMAT_SHA256[SPLIT_FILES[split]]
+        return self.cache_dir / "binarized_mnist" / f"{SPLIT_FILES[split]}-{checksum[:16]}.npy"
+
+    def _fetch_fixed(self, split: str) -> Path:
+        """The ``.amat`` file of ``split``, downloaded first if absent (and allowed)."""
+        path = self.amat_path(split)
+        if path.exists():
+            return path
+        url = AMAT_URL.format(SPLIT_FILES[split])
+        if not self.download:
+            raise DataMissingError(path, url, "download=false")
+        log.info("Downloading %s to %s", url, path)
+        return download(url, path, AMAT_SHA256[SPLIT_FILES[split]])
+
+    def fetch(self, splits: Collection[str]) -> None:
+        """Download the files ``splits`` need: the fixed split's ``.amat`` (unless cached), or
+        the MNIST file pairs behind the dynamic variant."""
         if self.variant == "fixed":
-            for split in SPLIT_FILES:
-                path = self.amat_path(split)
-                if not path.exists():
-                    url = AMAT_URL.format(SPLIT_FILES[split])
-                    if not self.download:
-                        raise DataMissingError(path, url, "download=false")
-                    log.info("Downloading %s to %s", url, path)
-                    download(url, path, AMAT_SHA256[SPLIT_FILES[split]])
+            for split in splits:
+                if not self._cache_path(split).exists():
+                    self._fetch_fixed(split)
         else:
-            self._torchvision_mnist(train=True)
-            self._torchvision_mnist(train=False)
+            for source in sorted({"test" if split == "test" else "train" for split in splits}):
+                fetch_mnist(self.data_dir, source, self.download)
 
     def _load_fixed(self, split: str) -> np.ndarray:
-        checksum = AMAT_SHA256[SPLIT_FILES[split]]
-        cache = self.cache_dir / "binarized_mnist" / f"{SPLIT_FILES[split]}-{checksum[:16]}.npy"
+        cache = self._cache_path(split)
         if cache.exists():
             try:
                 return np.load(cache)
             except (OSError, ValueError):
                 log.warning("Ignoring unreadable cache file %s", cache)
-        path = self.amat_path(split)
-        if not path.exists():
-            self.prepare_data()
-            path = self.amat_path(split)
-        array = read_amat(path, checksum)
+        path = self._fetch_fixed(split)
+        array = read_amat(path, AMAT_SHA256[SPLIT_FILES[split]])
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -149,39 +168,45 @@ class BinarizedMNISTDataModule(ImageDataModule):
         return array
 
     # ---------------------------------------------------------------- dynamic
-    def _torchvision_mnist(self, train: bool):
-        from torchvision.datasets import MNIST
+    def _load_dynamic(self, splits: Collection[str]) -> dict[str, tuple[torch.Tensor, None]]:
+        """Train/val: a seeded 50k/10k split of MNIST's training images; val and test binarized
+        once from one seeded generator, in that order.
 
-        try:
-            return MNIST(str(self.data_dir), train=train, download=self.download)
-        except RuntimeError as exc:
-            urls = ", ".join(f"{MNIST.mirrors[0]}{name}" for name, _ in MNIST.resources)
-            raise DataMissingError(
-                self.data_dir / "MNIST" / "raw", urls, f"torchvision: {exc}"
-            ) from exc
-
-    def _load_dynamic(self) -> dict[str, tuple[torch.Tensor, None]]:
-        train = self._torchvision_mnist(train=True).data
-        test = self._torchvision_mnist(train=False).data
+        Without val, the generator is advanced by a draw of val's shape instead (one uniform per
+        pixel whatever the probabilities), so the test split alone binarizes exactly as it does
+        next to val, without reading the training files.
+        """
         generator = torch.Generator().manual_seed(self.split_seed)
-        perm = torch.randperm(len(train), generator=generator)
-        train_part, val_part = train[perm[:50_000]], train[perm[50_000:]]
+        train = None
+        if "train" in splits or "val" in splits:
+            train = load_mnist(self.data_dir, "train", self.download)[0]
+        perm = torch.randperm(
+            MNIST_TRAIN_SIZE if train is None else len(train), generator=generator
+        )
 
         def binarize_once(images: torch.Tensor) -> torch.Tensor:
             return torch.bernoulli(images.float() / 255, generator=generator).to(torch.uint8)
 
-        return {
-            "train": (train_part[:, None], None),  # grey levels; binarized per batch on the device
-            "val": (binarize_once(val_part)[:, None], None),
-            "test": (binarize_once(test)[:, None], None),
-        }
+        out: dict[str, tuple[torch.Tensor, None]] = {}
+        if train is not None:
+            # grey levels for train: binarized per batch on the device
+            out["train"] = (train[perm[:50_000]][:, None], None)
+            out["val"] = (binarize_once(train[perm[50_000:]])[:, None], None)
+        elif "test" in splits:
+            torch.bernoulli(torch.zeros(len(perm) - 50_000, 28, 28), generator=generator)
+        if "test" in splits:
+            test = load_mnist(self.data_dir, "test", self.download)[0]
+            out["test"] = (binarize_once(test)[:, None], None)
+        return {split: out[split] for split in splits}
 
-    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    def load_splits(
+        self, splits: Collection[str] = SPLITS
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         if self.variant == "dynamic":
-            return self._load_dynamic()
+            return self._load_dynamic(splits)
         return {
             split: (torch.from_numpy(self._load_fixed(split)).reshape(-1, *self.shape), None)
-            for split in SPLIT_FILES
+            for split in splits
         }
 
     def transform_train_images(self, x: torch.Tensor) -> torch.Tensor:

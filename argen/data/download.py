@@ -1,28 +1,59 @@
-"""Fetching and verifying dataset files: checksums, atomic downloads, and errors that say what to do."""
+"""Fetching and verifying dataset files: checksums, atomic downloads, errors that say what to do.
+
+Every ``DataError`` message is one line (newlines in the wrapped reasons are folded), because the
+command-line tools print it as the whole report. A failed download leaves nothing behind: no
+partial file and no folder that it created.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+DATA_DIR_HINT = (
+    "or point the data directory at a folder that has it (paths.data_dir=... or env ARGEN_DATA_DIR)"
+)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break (and the spaces around it) folded into one space."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
+
 
 class DataError(RuntimeError):
-    """Base class of dataset errors; the message always names the file involved."""
+    """Base class of dataset errors; the message is one line and always names the file involved."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+class InvalidDataError(DataError, ValueError):
+    """The data, or the settings that say where it is and how to read it, cannot be used as given.
+
+    It is also a ``ValueError``, so code that expects bad settings to raise one still catches it.
+    """
 
 
 class ChecksumError(DataError):
     """A data file's content does not match its published checksum."""
 
     def __init__(
-        self, path: Path, expected: str, actual: str, what: str = "", advice: str = ""
+        self,
+        path: Path,
+        expected: str,
+        actual: str,
+        what: str = "",
+        advice: str = "",
+        algorithm: str = "sha256",
     ) -> None:
         self.path, self.expected, self.actual = Path(path), expected, actual
         super().__init__(
-            f"Checksum mismatch for {path}{what}: expected sha256 {expected}, got {actual}. "
+            f"Checksum mismatch for {path}{what}: expected {algorithm} {expected}, got {actual}. "
             + (
                 advice
                 or "The file is corrupt or not the expected dataset; it was left in place. "
@@ -32,15 +63,35 @@ class ChecksumError(DataError):
 
 
 class DataMissingError(DataError):
-    """A data file is absent and could not be downloaded."""
+    """A data file is absent and could not be downloaded (or, with ``url=None``, is a local file
+    the user has to provide)."""
 
-    def __init__(self, target: Path, url: str, reason: str) -> None:
-        self.target, self.url = Path(target), url
-        super().__init__(
-            f"Data file {target} is missing and could not be downloaded from {url} ({reason}). "
-            f"On a machine without internet, download {url} elsewhere and place it at {target} "
-            "(or point the data directory there: paths.data_dir=... or env ARGEN_DATA_DIR)."
-        )
+    def __init__(self, target: Path, url: str | None, reason: str, advice: str = "") -> None:
+        self.target, self.url, self.reason = Path(target), url, one_line(reason)
+        if url is None:
+            message = f"Data file {target} does not exist ({self.reason}). " + (
+                advice or f"Put the file there, {DATA_DIR_HINT}."
+            )
+        else:
+            message = (
+                f"Data file {target} is missing and could not be downloaded from {url} "
+                f"({self.reason}). "
+                + (
+                    advice
+                    or f"Download {url} (on a machine with internet if this one has none) and "
+                    f"place it at {target}, {DATA_DIR_HINT}."
+                )
+            )
+        super().__init__(message)
+
+
+def file_digest(path: Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file, read in chunks (datasets can be larger than memory allows twice)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -48,40 +99,77 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256", chunk_size)
 
 
-def download(url: str, target: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``target`` atomically (temp file + rename), verifying ``sha256``.
+def make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the folders created, deepest first."""
+    folder = Path(folder)
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: undoes ``make_dirs`` on failure."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else wrote there) or already gone
+            return
+
+
+def download(
+    url: str,
+    target: Path,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    md5: str | None = None,
+) -> Path:
+    """Download ``url`` to ``target`` atomically (temp file + rename), verifying ``sha256``/``md5``.
 
     Raises ``DataMissingError`` when the download fails and ``ChecksumError`` when the downloaded
-    bytes are wrong (the partial file is removed; nothing at ``target`` is touched).
+    bytes are wrong. Either way the partial file is removed, nothing at ``target`` is touched, and
+    the folders created for ``target`` are removed again if they are empty. The network error is
+    named in the message, not chained: the message is the whole report the user needs.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        created = make_dirs(target.parent)
+    except OSError as exc:
+        raise DataMissingError(target, url, f"cannot create its folder: {exc}") from None
+    try:
+        return _fetch(url, target, sha256, md5, timeout)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    finally:
+        if not target.exists():
+            remove_empty_dirs(created)
+    raise DataMissingError(target, url, reason) from None
+
+
+def _fetch(url: str, target: Path, sha256: str | None, md5: str | None, timeout: float) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        if sha256 is not None:
-            actual = sha256_file(tmp)
-            if actual != sha256:
+        for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+            if expected is not None and (actual := file_digest(tmp, algorithm)) != expected:
                 raise ChecksumError(
                     target,
-                    sha256,
+                    expected,
                     actual,
                     what=f" (downloaded from {url})",
                     advice="The download was discarded; try again or place a correct copy there.",
+                    algorithm=algorithm,
                 )
         tmp.replace(target)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DataMissingError(target, url, f"{type(exc).__name__}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target

@@ -8,6 +8,7 @@ sub-pixel and no normalization can leak into the likelihood.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 import lightning as L
@@ -17,10 +18,44 @@ from argen.data.distributed import eval_sampler
 from argen.data.in_memory import TensorBatches, batch_loader
 
 Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+# The splits each Lightning stage reads; ``None`` (no stage given) means all of them.
+STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+    None: SPLITS,
+}
+
+
+def splits_for(stage: str | None) -> tuple[str, ...]:
+    """The splits ``setup(stage)`` needs, so that evaluation never fetches the training files."""
+    try:
+        return STAGE_SPLITS[stage]
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGE_SPLITS)}") from None
+
+
+def attached_stage(datamodule: L.LightningDataModule) -> str | None:
+    """The stage of the trainer running ``datamodule`` (``trainer.test`` -> "test"), else ``None``.
+
+    Lightning calls ``prepare_data()`` without arguments; this lets it fetch only what the running
+    ``fit``/``validate``/``test`` will read. Without a trainer (``run.py`` before training) it is
+    ``None``: everything, so that a missing test file is found before hours of training.
+    """
+    trainer = getattr(datamodule, "trainer", None)
+    fn = getattr(getattr(trainer, "state", None), "fn", None)
+    value = getattr(fn, "value", None)
+    return value if value in STAGE_SPLITS else None
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Base class: subclasses implement ``load_splits`` and declare ``name``, ``shape``, ``num_levels``.
+    """Base class: subclasses implement ``load_splits`` (and ``fetch`` if files can be downloaded)
+    and declare ``name``, ``shape``, ``num_levels``.
+
+    ``setup(stage)`` loads only the splits that stage reads, and ``prepare_data(stage)`` fetches only
+    their files, so ``setup("test")`` works with the test files alone.
 
     Args:
         batch_size: training batch size.
@@ -53,9 +88,15 @@ class ImageDataModule(L.LightningDataModule):
         self.splits: dict[str, TensorBatches] = {}
 
     # ------------------------------------------------------------- subclass API
-    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        """Return uint8 images [N, C, H, W] and optional labels for 'train', 'val' and 'test'."""
+    def load_splits(
+        self, splits: Collection[str] = SPLITS
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Return uint8 images [N, C, H, W] and optional labels for each of ``splits``, fetching
+        missing files when allowed."""
         raise NotImplementedError
+
+    def fetch(self, splits: Collection[str]) -> None:
+        """Make sure the files of ``splits`` are on disk (download them); nothing by default."""
 
     def transform_train_images(self, x: torch.Tensor) -> torch.Tensor:
         """Turn a stored training batch into float levels (override for dynamic binarization)."""
@@ -66,9 +107,15 @@ class ImageDataModule(L.LightningDataModule):
         return {}
 
     # ---------------------------------------------------------------- Lightning
+    def prepare_data(self, stage: str | None = None) -> None:
+        """Fetch the files of the splits ``stage`` needs (by default: the attached trainer's stage,
+        or all splits when no trainer runs this module)."""
+        self.fetch(splits_for(stage if stage is not None else attached_stage(self)))
+
     def setup(self, stage: str | None = None) -> None:
-        if not self.splits:
-            for split, (images, labels) in self.load_splits().items():
+        missing = [split for split in splits_for(stage) if split not in self.splits]
+        if missing:
+            for split, (images, labels) in self.load_splits(tuple(missing)).items():
                 if self.max_examples is not None:
                     images = images[: self.max_examples]
                     labels = None if labels is None else labels[: self.max_examples]

@@ -31,7 +31,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from argen.data.distributed import eval_sampler
-from argen.data.download import ChecksumError, DataMissingError, sha256_file
+from argen.data.download import ChecksumError, DataMissingError, InvalidDataError, sha256_file
 from argen.data.download import download as download_file
 
 log = logging.getLogger(__name__)
@@ -121,22 +121,24 @@ def read_text(path: str | Path) -> str:
     """The exact characters of a UTF-8 file (no newline translation)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"text file not found: {path}")
+        raise DataMissingError(
+            path, None, "text file not found", advice=f"Check data.datamodule.path={path}."
+        )
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(
+        raise InvalidDataError(
             f"{path} is not valid UTF-8 (byte {err.start}: {data[err.start : err.start + 4]!r}); "
             "convert it to UTF-8 first"
-        ) from err
+        ) from None
 
 
 def split_text(text: str, fractions: Sequence[float]) -> dict[str, str]:
     """Contiguous, non-overlapping train/val/test slices whose lengths follow ``fractions``."""
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(
+        raise InvalidDataError(
             f"split must be three non-negative fractions summing to 1, got {fractions}"
         )
     n = len(text)
@@ -149,7 +151,7 @@ def split_text(text: str, fractions: Sequence[float]) -> dict[str, str]:
     }
     empty = [name for name, part in parts.items() if not part]
     if empty:
-        raise ValueError(
+        raise InvalidDataError(
             f"split {fractions} of a {n}-character text leaves {empty} empty; use more text "
             "(max_chars) or larger fractions"
         )
@@ -269,8 +271,11 @@ class TextDataModule(LightningDataModule):
             return Path(self.path)
         return ensure_tiny_shakespeare(self.data_dir, download=self.download)
 
-    def prepare_data(self) -> None:
-        self.text_path()  # download once (rank 0) before setup runs on every rank
+    def prepare_data(self, stage: str | None = None) -> None:
+        """Download once (rank 0) before setup runs on every rank. Every stage needs the whole
+        file (the vocabulary comes from the training slice), so ``stage`` changes nothing; it is
+        accepted for the same call as the image DataModules."""
+        self.text_path()
 
     def setup(self, stage: str | None = None) -> None:
         if self.vocab is not None:
@@ -342,3 +347,26 @@ class TextDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
+
+
+class TextFileDataModule(TextDataModule):
+    """``data=text``: the user's own text file, so ``path`` is required.
+
+    Falling back to Tiny Shakespeare here would train on the wrong text under the name of the
+    user's; the constructor refuses at once, before any model or logger is built.
+    """
+
+    def __init__(self, data_dir: str = "data", path: str | None = None, **kwargs: Any) -> None:
+        if not path:
+            raise InvalidDataError(
+                "data=text needs a text file: pass data.datamodule.path=/path/to/file.txt "
+                "(or use data=tinyshakespeare for Tiny Shakespeare)"
+            )
+        if not Path(path).expanduser().is_file():
+            raise DataMissingError(
+                Path(path),
+                None,
+                "text file not found",
+                advice=f"Check data.datamodule.path={path}.",
+            )
+        super().__init__(data_dir, str(Path(path).expanduser()), **kwargs)

@@ -1,19 +1,22 @@
-"""8-bit image datasets through torchvision: MNIST (256 grey levels) and CIFAR-10.
+"""8-bit image datasets in torchvision's file layout: MNIST (256 grey levels) and CIFAR-10.
 
 Pixels stay integers 0..255 end to end; no normalization ever reaches the likelihood. Validation
 sets are carved from the training images with a fixed seed: MNIST 50k/10k/10k, CIFAR-10 45k/5k/10k.
+The files are read by ``mnist_files``/``cifar_files`` (not torchvision), one split at a time, so
+testing needs only the test files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 
-from argen.data.download import DataMissingError
-from argen.data.image import ImageDataModule
+from argen.data.cifar_files import cifar10_batches, load_cifar10
+from argen.data.image import SPLITS, ImageDataModule
+from argen.data.mnist_files import fetch_mnist, load_mnist
 
 
 def _split_train_val(
@@ -25,6 +28,8 @@ def _split_train_val(
 
 
 class _TorchvisionImages(ImageDataModule):
+    """Shared logic: a labelled 'train' file split into train/val, and a 'test' file."""
+
     num_levels = 256
     num_classes = 10
     num_val = 0
@@ -45,64 +50,56 @@ class _TorchvisionImages(ImageDataModule):
         self.download = download
         self.split_seed = split_seed
 
-    def _dataset(self, train: bool):
+    def _tensors(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [N, C, H, W] and labels of the 'train' or 'test' files, fetched if needed."""
         raise NotImplementedError
 
-    def _open(self, train: bool):
-        try:
-            return self._dataset(train)
-        except RuntimeError as exc:  # torchvision: "Dataset not found" / failed download
-            target = self.data_dir / self.target_name
-            raise DataMissingError(target, self.source_url, f"torchvision: {exc}") from exc
+    def fetch(self, splits: Collection[str]) -> None:
+        for source in sorted({"test" if split == "test" else "train" for split in splits}):
+            self._fetch(source)
 
-    def prepare_data(self) -> None:
-        self._open(train=True)
-        self._open(train=False)
-
-    def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fetch(self, source: str) -> None:
         raise NotImplementedError
 
-    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        images, labels = self._tensors(train=True)
-        splits: dict = _split_train_val(images, labels, self.num_val, self.split_seed)
-        splits["test"] = self._tensors(train=False)
-        return splits
+    def load_splits(
+        self, splits: Collection[str] = SPLITS
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        if "train" in splits or "val" in splits:
+            images, labels = self._tensors("train")
+            carved = _split_train_val(images, labels, self.num_val, self.split_seed)
+            out.update({split: carved[split] for split in ("train", "val") if split in splits})
+        if "test" in splits:
+            out["test"] = self._tensors("test")
+        return out
 
 
 class MNISTDataModule(_TorchvisionImages):
-    """MNIST with 256 grey levels, 50k/10k/10k, labels 0..9 (for class-conditional models)."""
+    """MNIST with 256 grey levels, 50k/10k/10k, labels 0..9 (for class-conditional models);
+    files in ``<data_dir>/MNIST/raw``."""
 
     name = "mnist"
     shape = (1, 28, 28)
     num_val = 10_000
-    source_url = "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz (and the other 3 files)"
-    target_name = "MNIST/raw/"
 
-    def _dataset(self, train: bool):
-        from torchvision.datasets import MNIST
+    def _fetch(self, source: str) -> None:
+        fetch_mnist(self.data_dir, source, self.download)
 
-        return MNIST(str(self.data_dir), train=train, download=self.download)
-
-    def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        dataset = self._open(train)
-        return dataset.data[:, None].contiguous(), dataset.targets.long()
+    def _tensors(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = load_mnist(self.data_dir, source, self.download)
+        return images[:, None].contiguous(), labels
 
 
 class CIFAR10DataModule(_TorchvisionImages):
-    """CIFAR-10, 8-bit RGB, 45k/5k/10k with labels; files in ``<data_dir>/cifar-10-batches-py``."""
+    """CIFAR-10, 8-bit RGB, 45k/5k/10k with labels; files in ``<data_dir>/cifar-10-batches-py``
+    (extracted from ``<data_dir>/cifar-10-python.tar.gz``, downloaded if absent)."""
 
     name = "cifar10"
     shape = (3, 32, 32)
     num_val = 5_000
-    source_url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-    target_name = "cifar-10-python.tar.gz"  # torchvision extracts it on the next start
 
-    def _dataset(self, train: bool):
-        from torchvision.datasets import CIFAR10
+    def _fetch(self, source: str) -> None:
+        cifar10_batches(self.data_dir, source, self.download)
 
-        return CIFAR10(str(self.data_dir), train=train, download=self.download)
-
-    def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        dataset = self._open(train)
-        images = torch.from_numpy(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)))
-        return images, torch.tensor(dataset.targets, dtype=torch.long)
+    def _tensors(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return load_cifar10(self.data_dir, source, self.download)
