@@ -24,6 +24,31 @@ QUICK = [
 ]
 
 
+def is_installed(module: str) -> bool:
+    """Whether ``module`` can be imported. ``importlib.util.find_spec("a.b")`` raises instead of
+    returning None when package ``a`` itself is absent (``hydra_plugins`` without the sweep extra)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def needs_sweep_extra(module: str):
+    """Skip (with the install command as the reason) unless the ``sweep`` extra provides ``module``;
+    marked ``sweep`` so CI can run these tests again after installing the extra."""
+    skip = pytest.mark.skipif(
+        not is_installed(module),
+        reason=f"{module} missing: the 'sweep' extra is not installed (pip install -e \".[sweep]\")",
+    )
+
+    def mark(test):
+        return pytest.mark.sweep(skip(test))
+
+    return mark
+
+
 def needs_data(*parts: str):
     return pytest.mark.skipif(
         not DATA_DIR.joinpath(*parts).exists(), reason=f"{DATA_DIR.joinpath(*parts)} not present"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import needs_data, read_summaries, run_train
+from tests.conftest import needs_data, needs_sweep_extra, read_summaries, run_train
 
 TINY = [
     "model.module.net.hidden_sizes=[8]",
@@ -77,10 +76,7 @@ def test_multirun_of_two_models_and_two_seeds_gives_four_runs_and_a_table(tmp_pa
 
 
 @needs_data("binarized_mnist")
-@pytest.mark.skipif(
-    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-    reason="the 'sweep' extra is not installed",
-)
+@needs_sweep_extra("hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_search_minimises_validation_nll(tmp_path):
     run_train(
         tmp_path,
