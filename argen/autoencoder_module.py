@@ -20,6 +20,8 @@ MONITOR = "val/recon_loss"
 class AutoencoderModule(L.LightningModule):
     """Trains ``net`` (an ``Autoencoder``) on its per-example reconstruction loss."""
 
+    data_kind = "image"  # what train.py may pair it with (argen.config_checks)
+
     def __init__(
         self,
         net: nn.Module,

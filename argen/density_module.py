@@ -30,6 +30,8 @@ class DensityModule(L.LightningModule):
             format (faster convolutions on recent GPUs and some CPUs; same results).
     """
 
+    data_kind = "image"  # what train.py may pair it with (argen.config_checks)
+
     def __init__(
         self,
         net: nn.Module,

@@ -1,7 +1,9 @@
 """Exact test (or validation) NLL of a checkpoint: ``python -m argen.evaluate CKPT``.
 
 Prints nats per example and bits per dimension (nats/char and bits/char for text models), computed
-on every example of the split.
+on every example of the split. Only the evaluated split's data files are needed (Lightning calls the
+DataModule's ``prepare_data``/``setup`` for the test or validation stage alone). An unusable
+checkpoint or missing data file is reported in one line (exit code 2).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from argen.checkpoint import load_checkpoint
+from argen.errors import exit_with_error, find_user_error
 from argen.resolvers import register_resolvers
 
 
@@ -57,9 +60,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = parser.parse_args(argv)
-    metrics = evaluate(
-        args.checkpoint, args.split, args.data_dir, args.batch_size, args.accelerator
-    )
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        metrics = evaluate(
+            args.checkpoint, args.split, args.data_dir, args.batch_size, args.accelerator
+        )
+    except Exception as exc:  # a user's mistake is one line; anything else keeps its traceback
+        user_error = find_user_error(exc)
+        if user_error is None:
+            raise
+        exit_with_error(user_error)
     if args.json:
         print(json.dumps(metrics))
         return

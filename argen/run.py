@@ -18,12 +18,20 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from argen.callbacks.epoch_history import EpochHistory
+from argen.callbacks.images import RowProgress
 from argen.callbacks.rng_state import RNGState
 from argen.callbacks.throughput import Throughput
+from argen.checkpoint import CheckpointError, read_checkpoint
+from argen.config_checks import check_config, checkpoint_identity
+from argen.errors import ConfigError
 from argen.gpu_probe import skip_gpu_probe_without_gpu
+from argen.models.sampling_progress import on_row
+from argen.quiet import quiet_libraries
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
 
 
@@ -99,7 +107,7 @@ def refuse_unsafe_multirun(cfg: DictConfig) -> None:
         and not strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))
         or (strategy == "auto" and several)
     ):
-        raise RuntimeError(
+        raise ConfigError(
             f"--multirun with trainer.strategy={strategy} (devices={devices}, num_nodes={nodes}) is "
             "refused: that strategy relaunches train.py once per process, so every process would "
             "run the whole sweep. Use trainer.strategy=ddp_spawn for multi-device jobs in a sweep, "
@@ -123,12 +131,32 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         rank_zero_info(f"ckpt_path=auto: no {last} yet, starting from scratch")
         return None
     path = Path(requested).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
+    if not path.is_file():
+        raise ConfigError(
             f"ckpt_path={requested} does not exist. Give the path of a .ckpt (for example "
             "<run dir>/checkpoints/last.ckpt), or ckpt_path=auto with hydra.run.dir=<run dir>."
         )
     return str(path)
+
+
+def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str) -> None:
+    """The checkpoint must be readable (weights only) and hold the requested model and data;
+    otherwise say so now, before W&B or the data start."""
+    from argen.callbacks.config_in_checkpoint import CONFIG_KEY
+
+    recorded = read_checkpoint(ckpt_path).get(CONFIG_KEY)
+    if not isinstance(recorded, dict):
+        raise CheckpointError(
+            f"Checkpoint {ckpt_path} has no '{CONFIG_KEY}': it was not written by argen's train.py"
+        )
+    have = checkpoint_identity(recorded)
+    want = (cfg.model.name, cfg.data.name)
+    if have != want:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds a model={have[0]} data={have[1]} run, but this command "
+            f"asks for model={want[0]} data={want[1]}: ask for model={have[0]} data={have[1]} to "
+            "resume it, or give a checkpoint of the requested model"
+        )
 
 
 def group_sweep_runs(cfg: DictConfig) -> None:
@@ -159,6 +187,19 @@ def remember_wandb_run(trainer: L.Trainer, output_dir: Path) -> None:
             (output_dir / WANDB_ID_FILE).write_text(logger.experiment.id)
 
 
+def stop_status(exc: BaseException) -> tuple[str, int]:
+    """(summary status, exit code) of a run that ended by ``exc``: a user stop (Ctrl-C, which
+    Lightning turns into ``SystemExit(1)``, or SIGTERM) is ``interrupted``, anything else
+    ``failed``; both give W&B and the shell a non-zero code."""
+    if isinstance(exc, SIGTERMException):
+        return "interrupted", 143
+    if isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+    ):
+        return "interrupted", 130
+    return "failed", 1
+
+
 def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]:
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if any(isinstance(lg, WandbLogger) for lg in loggers):
@@ -167,7 +208,7 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     throughput = Throughput()
-    callbacks += [throughput, ConfigInCheckpoint(config), RNGState()]
+    callbacks += [throughput, ConfigInCheckpoint(config), RNGState(), EpochHistory()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return trainer, throughput
 
@@ -176,28 +217,45 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the configured model, test the best checkpoint, write ``summary.json``; return it."""
+def check_before_start(cfg: DictConfig) -> str | None:
+    """Everything that can be checked from the config alone; returns the checkpoint to resume."""
+    check_config(cfg)
     refuse_unsafe_multirun(cfg)
-    group_sweep_runs(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("flush_denormal", True):
-        # Denormal floats (weights and Adam moments decaying towards zero) slow CPU arithmetic
-        # down many times over; flushing them to zero changes no result that matters.
-        torch.set_flush_denormal(True)
-    skip_gpu_probe_without_gpu()
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
-        continue_wandb_run(cfg)
-    datamodule = build_datamodule(cfg)
-    apply_data_overrides(cfg, datamodule)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    module = build_module(cfg)
-    trainer, throughput = build_trainer(cfg, config)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(config)
-    remember_wandb_run(trainer, Path(cfg.paths.output_dir))
+        check_resume_checkpoint(cfg, ckpt_path)
+    return ckpt_path
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Check the config, fit the model, test the best checkpoint, write ``summary.json``; return
+    it. A run that fails or is stopped records so in ``summary.json`` and W&B (non-zero exit)."""
+    quiet_libraries()
+    output_dir = Path(cfg.paths.output_dir)
+    trainer: L.Trainer | None = None
     try:
+        ckpt_path = check_before_start(cfg)
+        group_sweep_runs(cfg)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        if cfg.get("flush_denormal", True):
+            # Denormal floats (weights and Adam moments decaying towards zero) slow CPU arithmetic
+            # down many times over; flushing them to zero changes no result that matters.
+            torch.set_flush_denormal(True)
+        skip_gpu_probe_without_gpu()
+        if ckpt_path is not None:
+            continue_wandb_run(cfg)
+        datamodule = build_datamodule(cfg)
+        apply_data_overrides(cfg, datamodule)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        module = build_module(cfg)
+        rank_zero_info(
+            f"{cfg.model.name} on {cfg.data.name}: {type(module.net).__name__}, "
+            f"{count_parameters(module):,} parameters"
+        )
+        trainer, throughput = build_trainer(cfg, config)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
+        remember_wandb_run(trainer, output_dir)
         start = time.perf_counter()
         if cfg.get("train", True):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -213,22 +271,43 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             )
             test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         summary = summarize(cfg, module, trainer, throughput, train_seconds, test_metrics)
-        write_summary(summary, Path(cfg.paths.output_dir), trainer)
-        return summary
+        write_summary(summary, output_dir, trainer)
     except BaseException as exc:
-        # A failed run says so (compare lists it); the checkpoints already written stay.
-        failed = {
+        # A failed or stopped run says so (compare lists it); the checkpoints already written stay.
+        status, code = stop_status(exc)
+        record = {
             "model": cfg.model.name,
             "data": cfg.data.name,
             "seed": int(cfg.seed),
-            "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}",
-            "output_dir": str(cfg.paths.output_dir),
+            "status": status,
+            "error": " ".join(f"{type(exc).__name__}: {exc}".split()),
+            "output_dir": str(output_dir),
         }
-        write_summary(failed, Path(cfg.paths.output_dir), trainer)
+        write_summary(record, output_dir, trainer)
+        finish_wandb(exit_code=code)
+        if status == "interrupted":
+            rank_zero_info(
+                f"Run stopped; resume it with: hydra.run.dir={output_dir} ckpt_path=auto"
+            )
+            raise SystemExit(code) from None
         raise
-    finally:
-        finish_wandb()
+    sync_hint = finish_wandb(exit_code=0)
+    report_end(summary, output_dir, sync_hint)
+    return summary
+
+
+def report_end(summary: dict[str, Any], output_dir: Path, sync_hint: str | None) -> None:
+    """The run's last line: where it is, its test result, and how to upload it when offline."""
+    parts = [f"Run {output_dir}"]
+    if summary.get("test_nll") is not None:
+        unit, per = ("nats/char", "bits/char") if "test_bpc" in summary else ("nats", "bits/dim")
+        bits = summary.get("test_bpc", summary.get("test_bits_per_dim"))
+        parts.append(f"test NLL {summary['test_nll']:.4f} {unit} ({bits:.4f} {per})")
+    elif summary.get("test_recon_loss") is not None:
+        parts.append(f"test reconstruction loss {summary['test_recon_loss']:.4f}")
+    if sync_hint:
+        parts.append(sync_hint)
+    rank_zero_info(" | ".join(parts))
 
 
 def summarize(
@@ -257,7 +336,9 @@ def summarize(
         summary[checkpoint.monitor.replace("/", "_")] = float(checkpoint.best_model_score)
     summary.update({k.replace("/", "_"): v for k, v in test_metrics.items()})
     if hasattr(module, "timed_sample") and cfg.get("summary", {}).get("num_samples", 0):
-        _, seconds = module.timed_sample(int(cfg.summary.num_samples))
+        count = int(cfg.summary.num_samples)
+        with on_row(RowProgress(f"Sampling {count} examples to time sampling", lambda: False)):
+            _, seconds = module.timed_sample(count)
         summary["sample_seconds_per_example"] = seconds
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
@@ -269,13 +350,25 @@ def summarize(
     }
 
 
+def keep_previous_summary(path: Path) -> None:
+    """Move an existing ``summary.json`` aside (``summary.1.json``, ...) so no record is lost when a
+    run directory is resumed."""
+    if not path.exists():
+        return
+    number = 1
+    while path.with_name(f"summary.{number}.json").exists():
+        number += 1
+    path.rename(path.with_name(f"summary.{number}.json"))
+
+
 @rank_zero_only
-def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer) -> None:
+def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer | None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for logger in trainer.loggers:
+    path = output_dir / "summary.json"
+    keep_previous_summary(path)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
             logger.experiment.summary.update(
                 {f"summary/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
             )
-    rank_zero_info(f"Summary written to {output_dir / 'summary.json'}")

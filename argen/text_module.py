@@ -1,12 +1,15 @@
-"""LightningModule that trains and evaluates a Char-RNN on character data (``TextDataModule``).
+"""LightningModule that trains and evaluates a character model on character data
+(``TextDataModule``): Char-RNN or the Char Transformer, which share one interface
+(``forward(tokens, state) -> (logits, state)``, ``log_prob``, ``log_prob_windowed``, ``sample``).
 
 Metrics (all per character, so "val/nll" is comparable across runs and is what checkpoints
 monitor): "train/nll" (nats/char, per step) and "train/nll_epoch", "val/nll" and "test/nll"
 (nats/char), "val/bpc" and "test/bpc" (bits/char), "val/unknown_chars" and "test/unknown_chars"
 (characters of the split that were unseen in training). Val/test sums are kept in torchmetrics
 ``SumMetric``s, so they reduce exactly across DDP ranks; evaluation scores each stream of the
-split from BOS to its end, carrying the hidden state across windows of ``eval_window``
-characters (see ``argen.data.text`` for the stream layout).
+split from BOS to its end, carrying the model's state (the RNN's hidden state, the
+Transformer's context) across windows of ``eval_window`` characters (see ``argen.data.text`` for
+the stream layout).
 
 The character vocabulary is stored in every checkpoint (``checkpoint["vocab"]``) and restored
 on load, so a checkpoint alone is enough to decode samples.
@@ -28,6 +31,7 @@ from torchmetrics import SumMetric
 
 from argen.data.text import CharVocab
 from argen.models.char_rnn import CharRNN
+from argen.models.char_transformer import CharTransformer
 from argen.optim import configure_optimizers
 from argen.step_logging import is_logging_step
 
@@ -62,7 +66,7 @@ class _NatsPerChar(nn.Module):
 
 
 class CharRNNModule(LightningModule):
-    """Train a ``CharRNN`` by maximum likelihood (mean NLL per character).
+    """Train a ``CharRNN`` or ``CharTransformer`` by maximum likelihood (mean NLL per character).
 
     Args:
         net: the model.
@@ -72,15 +76,17 @@ class CharRNNModule(LightningModule):
         sample_length: characters generated after each validation (0 disables it).
         sample_prime: text the sample continues ("" starts from BOS).
         temperature, top_k: sampling settings for those samples.
-        eval_window: characters scored per RNN call in evaluation (memory only; the result does
+        eval_window: characters scored per model call in evaluation (memory only; the result does
             not depend on it).
         vocab: the vocabulary (``CharVocab`` or its ``to_dict()``); taken from the DataModule at
             setup or from the checkpoint when not given.
     """
 
+    data_kind = "text"  # what train.py may pair it with (argen.config_checks)
+
     def __init__(
         self,
-        net: CharRNN,
+        net: CharRNN | CharTransformer,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         sample_length: int = 200,

@@ -44,9 +44,18 @@ def choose_wandb_mode() -> str:
     return "offline"
 
 
-def finish_wandb() -> None:
-    """End the active W&B run so that the next Hydra multirun job starts a run of its own."""
+def finish_wandb(exit_code: int = 0) -> str | None:
+    """End the active W&B run (so the next Hydra multirun job starts a run of its own) with the
+    job's exit code: non-zero marks it failed in W&B. Returns the ``wandb sync`` command for an
+    offline run, else None."""
     import wandb
 
-    if wandb.run is not None:
-        wandb.finish()
+    run = wandb.run
+    if run is None:
+        return None
+    offline = run.settings.mode == "offline" or getattr(run, "offline", False)
+    run_dir = Path(run.dir).parent
+    wandb.finish(exit_code=exit_code)
+    # Marks this part as ended (argen.callbacks.epoch_history tells killed parts by its absence).
+    (run_dir / "argen_exit_code").write_text(f"{exit_code}\n")
+    return f"W&B offline: wandb sync {run_dir}" if offline else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 
 import torch
 
@@ -56,6 +58,27 @@ def test_same_seed_same_numbers_and_resume_after_sigkill_matches(tmp_path):
     (resumed,) = read_summaries(killed)
     assert abs(resumed["test_nll"] - a["test_nll"]) < 1e-4, (resumed["test_nll"], a["test_nll"])
     assert resumed["wandb_run"].endswith(wandb_id), "the resumed run continues the same W&B run"
+
+    # The killed part never finished and lost its last records: it is marked, and the resumed part
+    # alone holds every epoch's validation NLL (epochs 0, 1 and 2).
+    parts = sorted((run_dir / "wandb").glob(f"offline-run-*-{wandb_id}"))
+    assert len(parts) == 2
+    dead, alive = parts
+    assert (dead / "ARGEN_DEAD_PART.txt").exists() and not (alive / "ARGEN_DEAD_PART.txt").exists()
+    assert (alive / "argen_exit_code").read_text().strip() == "0"
+    records = subprocess.run(
+        ["wandb", "leet", "inspect", "--json", str(alive)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    epochs = {
+        item["epoch"]
+        for item in (json.loads(r).get("history", {}).get("item", {}) for r in records)
+        if "val/nll" in item and "epoch" in item
+    }
+    assert epochs == {0, 1, 2}, epochs
 
 
 @needs_data("binarized_mnist")

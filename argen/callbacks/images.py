@@ -7,6 +7,8 @@ W&B logger is attached, logged as uint8 images (W&B renders float images black).
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +16,34 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
+
+from argen.models.sampling_progress import on_row
+
+log = logging.getLogger(__name__)
+
+
+class SamplingStopped(Exception):
+    """Raised between sampled rows when the trainer was asked to stop (SIGTERM)."""
+
+
+class RowProgress:
+    """Logs ``rows done / total`` at most every ``interval`` seconds while a grid is sampled, and
+    abandons sampling at the next row once ``should_stop()`` turns true (a SIGTERM from a cluster
+    scheduler must not wait minutes for a PixelRNN grid)."""
+
+    def __init__(self, what: str, should_stop, interval: float = 5.0) -> None:
+        self.what, self.should_stop, self.interval = what, should_stop, interval
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.should_stop():
+            raise SamplingStopped
+        now = time.monotonic()
+        if now - self.last >= self.interval or (
+            done == total and now - self.start >= self.interval
+        ):
+            self.last = now
+            log.info(f"{self.what}: row {done}/{total} ({now - self.start:.0f} s)")
 
 
 def to_uint8_grid(images: torch.Tensor, num_levels: int, nrow: int = 8) -> torch.Tensor:
@@ -40,9 +70,20 @@ class ImageLogger(L.Callback):
 
     @rank_zero_only
     def log_visuals(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> None:
+        if self.num_images <= 0 or trainer.received_sigterm:
+            return
         folder = Path(trainer.default_root_dir) / "images"
         folder.mkdir(parents=True, exist_ok=True)
-        for name, images in pl_module.visuals(self.num_images).items():
+        progress = RowProgress(
+            f"Sampling {self.num_images} images ({tag})", lambda: trainer.received_sigterm
+        )
+        try:
+            with on_row(progress):
+                visuals = pl_module.visuals(self.num_images)
+        except SamplingStopped:
+            log.info(f"Stop requested: sample grids of {tag} skipped")
+            return
+        for name, images in visuals.items():
             grid = to_uint8_grid(images, pl_module.num_levels, self.nrow)
             save_image(grid.permute(2, 0, 1).float() / 255, folder / f"{name}_{tag}.png")
             for logger in trainer.loggers:

@@ -45,6 +45,7 @@ from torch import nn
 
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import PixelHead
+from argen.models.sampling_progress import report_row
 
 SAMPLERS = ("cached", "naive")
 
@@ -158,6 +159,8 @@ def _naive_loop(
         params = params_fn(x)[:, k, i, j]
         value = draw_levels(head, params, temperature, generator)
         x[:, k, i, j] = torch.where(observed[:, k, i, j], x[:, k, i, j], value)
+        if j == w - 1 and k == c - 1:
+            report_row(i + 1, stop_row)
     return x
 
 
@@ -413,6 +416,7 @@ def _cached_loop(
             stepper.set_level(i, j, k, value)
         if j == w - 1:
             stepper.row_done(i)
+            report_row(i + 1, stop_row)
     return x
 
 

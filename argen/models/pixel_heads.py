@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argen.models.sampling_progress import report_row
+
 HEADS = ("bernoulli", "categorical", "logistic_mixture")
 
 
@@ -200,4 +202,5 @@ def sample_raster_naive(
             for k in range(c):
                 params = params_fn(x)[:, k, i, j]
                 x[:, k, i, j] = head.sample(params, temperature)
+        report_row(i + 1, h)
     return x

@@ -48,6 +48,7 @@ from torch import nn
 from argen.models.base import DensityModel
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import make_head, sample_raster_naive
+from argen.models.sampling_progress import report_row
 
 
 def skew(x: torch.Tensor, dim: int = -2) -> torch.Tensor:
@@ -265,6 +266,7 @@ class _PixelRNN(DensityModel):
                 for k in range(channels):
                     params = self(x[:, :, : i + 1])[:, k, i, j]
                     x[:, k, i, j] = self.head.sample(params, temperature)
+            report_row(i + 1, height)
         return x
 
     @torch.no_grad()

@@ -1,0 +1,51 @@
+"""Errors a user can fix, and how the command-line tools report them: one line, no traceback.
+
+A wrong override, a missing file or an unusable checkpoint is the user's to fix, so the message
+says what was wrong and what to do; a stack trace would only bury it. ``HYDRA_FULL_ERROR=1`` (the
+switch Hydra users already know) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+
+class ConfigError(ValueError):
+    """A config value or combination argen cannot run, found before anything expensive starts."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types reported as one line (imported lazily: data and checkpoint modules
+    pull in torch)."""
+    from argen.checkpoint import CheckpointError
+    from argen.data.download import DataError
+
+    return ConfigError, DataError, CheckpointError
+
+
+def find_user_error(exc: BaseException) -> BaseException | None:
+    """``exc`` or the user error it wraps (Hydra's ``instantiate`` wraps a constructor's error in an
+    ``InstantiationException``), else None."""
+    kinds = user_errors()
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kinds):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def full_traceback_requested() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def exit_with_error(exc: BaseException, code: int = 2) -> NoReturn:
+    """Print ``error: <message>`` on one line to stderr and exit with ``code`` (or re-raise when
+    ``HYDRA_FULL_ERROR=1``)."""
+    if full_traceback_requested():
+        raise exc
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code) from None
