@@ -19,6 +19,9 @@ MODEL_NAMES = {
     "diagonal_bilstm": "Diagonal BiLSTM",
     "char_rnn": "Char-RNN",
     "autoencoder": "Autoencoder",
+    "pixelsnail": "PixelSNAIL",
+    "image_transformer": "Image Transformer",
+    "char_transformer": "Char Transformer",
 }
 DATA_NAMES = {
     "binarized_mnist": "Binarized MNIST",
@@ -61,7 +64,18 @@ PAPER_FIGURES: dict[tuple[str, str], PaperFigure] = {
     ("cifar10", "row_lstm"): PaperFigure("3.07", f"{PIXEL_RNN}, Table 5"),
     ("cifar10", "diagonal_bilstm"): PaperFigure("3.00", f"{PIXEL_RNN}, Table 5"),
     ("cifar10", "gated_pixelcnn"): PaperFigure("3.03", f"{GATED_PIXELCNN}, Table 1"),
+    ("cifar10", "pixelsnail"): PaperFigure("2.85", "Chen et al. 2018, Table 1"),
+    ("cifar10", "image_transformer"): PaperFigure("2.90", "Parmar et al. 2018, Table 4"),
+    ("binarized_mnist", "pixelsnail"): PaperFigure(
+        "", "none (Chen et al. 2018 report no binarized-MNIST figure)"
+    ),
+    ("binarized_mnist", "image_transformer"): PaperFigure(
+        "", "none (Parmar et al. 2018 report no binarized-MNIST figure)"
+    ),
     ("tinyshakespeare", "char_rnn"): PaperFigure("", "none (no paper reports this dataset)"),
+    ("tinyshakespeare", "char_transformer"): PaperFigure(
+        "", "none (no paper reports this dataset)"
+    ),
 }
 
 
