@@ -348,7 +348,16 @@ def read_wandb_runs(project: str, api: Any = None) -> list[RunRecord]:
             "Reading W&B needs network access and a login (`wandb login` or WANDB_API_KEY). "
             "Offline, compare the local run directories instead: python -m argen.compare logs/"
         ) from exc
-    return [wandb_record(run) for run in runs]
+    return [wandb_record(run) for run in runs if is_training_run(run)]
+
+
+TRAINING_JOB_TYPES = ("train", "sweep", None, "")
+
+
+def is_training_run(run: Any) -> bool:
+    """Train and sweep runs are results; ``eval`` and ``compare`` runs are views of them (runs
+    logged before job types existed have none and count as training runs)."""
+    return getattr(run, "job_type", None) in TRAINING_JOB_TYPES
 
 
 def collect_runs(paths: Iterable[str | os.PathLike]) -> list[RunRecord]:

@@ -1,22 +1,92 @@
-"""Lightning's W&B logger without its stray ``anonymous`` argument and W&B's own console chatter.
+"""Lightning's W&B logger, quiet, and set up so that a W&B project reads as a comparison.
 
 Lightning always passes ``anonymous=None`` to ``wandb.init``, which makes every run print W&B's
 "anonymous setting has no effect" warning. W&B's end-of-run history dump is silenced too: a run ends
 with argen's own line (run directory, test NLL, the ``wandb sync`` hint when offline).
+
+When the W&B run starts, its metrics are defined once (``define_dashboard_metrics``): validation
+NLL, bits/dim, bits/char (and the autoencoder's reconstruction loss) summarise as their minimum (so
+the runs table sorts by the best epoch, not the last), training throughput as its mean, and image
+grids and text samples are stepped by ``epoch``, so W&B's media slider walks through training one
+validation at a time.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.loggers import WandbLogger
+
+GLOBAL_STEP = "trainer/global_step"  # Lightning's x-axis for every metric
+EPOCH = "epoch"  # logged by Lightning with every metric, and by argen with every media panel
+SUMMARY_MIN = ("val/nll", "val/bits_per_dim", "val/bpc", "val/recon_loss")  # recon: autoencoder
+SUMMARY_MEAN = ("train/examples_per_sec",)
+# Media logged once per validation: stepped by epoch. The globs cover any future key; the exact
+# names are defined too, because an exact definition always takes precedence over Lightning's "*".
+EPOCH_STEPPED = (
+    "images/*",
+    "samples/*",
+    "images/samples",
+    "images/completion",
+    "images/reconstruction",
+    "samples/text",
+)
+
+
+def define_dashboard_metrics(run: Any) -> None:
+    """Summaries and x-axes of argen's metrics in the W&B run ``run`` (idempotent)."""
+    run.define_metric(EPOCH)
+    for name in SUMMARY_MIN:
+        run.define_metric(name, step_metric=GLOBAL_STEP, summary="min")
+    for name in SUMMARY_MEAN:
+        run.define_metric(name, step_metric=GLOBAL_STEP, summary="mean")
+    for name in EPOCH_STEPPED:
+        run.define_metric(name, step_metric=EPOCH)
 
 
 class QuietWandbLogger(WandbLogger):
-    """``WandbLogger`` that passes no ``anonymous`` and runs W&B with ``silent=True`` unless the
-    config gives ``settings`` of its own."""
+    """``WandbLogger`` that passes no ``anonymous``, runs W&B with ``silent=True`` unless the
+    config gives ``settings`` of its own, and defines argen's metrics once its run starts."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("settings", {"silent": True})
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
+        self._metrics_defined = False
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run (started on first use, as in Lightning); its metrics are defined the first
+        time it is returned. On other ranks Lightning's no-op stand-in accepts the calls."""
+        run = WandbLogger.experiment.fget(self)
+        if not self._metrics_defined:
+            self._metrics_defined = True
+            define_dashboard_metrics(run)
+        return run
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled copy (spawned processes) attaches to the run anew: define again there."""
+        state = super().__getstate__()
+        state["_metrics_defined"] = False
+        return state
+
+
+def count_parameters(module: L.LightningModule) -> int:
+    """Number of parameters of ``module`` (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+class ParamsInConfig(L.Callback):
+    """Adds the parameter count as the plain top-level config column ``params`` of the W&B run at
+    setup (fit or test), so the runs table can sort and group by model size while a run is still
+    going; ``seed`` is a top-level config key already, and the model and dataset names are the
+    nested ``model.name`` and ``data.name``."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                params = count_parameters(pl_module)
+                logger.experiment.config.update({"params": params}, allow_val_change=True)

@@ -30,6 +30,7 @@ from argen.checkpoint import CheckpointError, read_checkpoint
 from argen.config_checks import check_config, checkpoint_identity
 from argen.errors import ConfigError
 from argen.gpu_probe import skip_gpu_probe_without_gpu
+from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
 from argen.quiet import quiet_libraries
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
@@ -160,15 +161,21 @@ def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str) -> None:
 
 
 def group_sweep_runs(cfg: DictConfig) -> None:
-    """In a multirun, put every job's W&B run in one group named after the sweep directory."""
+    """In a multirun, put every job's W&B run in one group named after the sweep directory (unless
+    the config names a group) with job type ``sweep`` (unless it names a type other than the
+    default ``train``), so the runs table tells sweep members from single runs."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     wandb_cfg = cfg.get("logger") and cfg.logger.get("wandb")
-    if not wandb_cfg or wandb_cfg.get("group") or not HydraConfig.initialized():
+    if not wandb_cfg or not HydraConfig.initialized():
         return
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    if not wandb_cfg.get("group"):
         OmegaConf.update(cfg, "logger.wandb.group", Path(HydraConfig.get().sweep.dir).name)
+    if wandb_cfg.get("job_type") in (None, "train"):
+        OmegaConf.update(cfg, "logger.wandb.job_type", "sweep", force_add=True)
 
 
 def continue_wandb_run(cfg: DictConfig) -> None:
@@ -181,6 +188,7 @@ def continue_wandb_run(cfg: DictConfig) -> None:
 
 @rank_zero_only
 def remember_wandb_run(trainer: L.Trainer, output_dir: Path) -> None:
+    """Write the W&B run id into the run directory, where a resume finds it (continue_wandb_run)."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -201,14 +209,19 @@ def stop_status(exc: BaseException) -> tuple[str, int]:
 
 
 def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]:
+    """The Trainer with the config's loggers and callbacks plus argen's own (throughput, config and
+    random state in checkpoints, epoch history; with W&B, the parameter count as a config column)."""
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    if any(isinstance(lg, WandbLogger) for lg in loggers):
+    uses_wandb = any(isinstance(lg, WandbLogger) for lg in loggers)
+    if uses_wandb:
         choose_wandb_mode()
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     throughput = Throughput()
     callbacks += [throughput, ConfigInCheckpoint(config), RNGState(), EpochHistory()]
+    if uses_wandb:
+        callbacks.append(ParamsInConfig())
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return trainer, throughput
 
@@ -361,14 +374,37 @@ def keep_previous_summary(path: Path) -> None:
     path.rename(path.with_name(f"summary.{number}.json"))
 
 
+# summary.json keys that are also plain top-level keys of the W&B run summary (the runs table's
+# columns); every test_<metric> is too, as test/<metric>.
+PLAIN_SUMMARY_KEYS = (
+    "params",
+    "epochs",
+    "train_seconds",
+    "train_examples_per_sec",
+    "sample_seconds_per_example",
+)
+
+
+def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The W&B run summary entries of ``summary``: every number as ``summary/<key>`` (what
+    ``argen.compare wandb:...`` reads), and the headline ones as plain keys: ``params``,
+    ``train_examples_per_sec``, ``sample_seconds_per_example``, ... and ``test/<metric>``."""
+    numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)}
+    entries = {f"summary/{k}": v for k, v in numbers.items()}
+    entries.update({k: numbers[k] for k in PLAIN_SUMMARY_KEYS if k in numbers})
+    entries.update(
+        {f"test/{k[len('test_') :]}": v for k, v in numbers.items() if k.startswith("test_")}
+    )
+    return entries
+
+
 @rank_zero_only
 def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer | None) -> None:
+    """Write ``summary.json`` (keeping an earlier one) and the run's W&B summary entries."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "summary.json"
     keep_previous_summary(path)
     path.write_text(json.dumps(summary, indent=2) + "\n")
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update(
-                {f"summary/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
-            )
+            logger.experiment.summary.update(wandb_summary(summary))

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 from torchmetrics import SumMetric
 
@@ -107,7 +106,8 @@ class CharRNNModule(LightningModule):
         self.train_metric = _NatsPerChar()
         self.val_metric = _NatsPerChar()
         self.test_metric = _NatsPerChar()
-        self.last_sample: str | None = None
+        self.last_sample: str | None = None  # the latest validation sample ...
+        self.last_sample_step: int | None = None  # ... and the global step it was drawn at
 
     # ------------------------------------------------------------------ vocabulary
     def _adopt_vocab(self, vocab: CharVocab, source: str) -> None:
@@ -221,6 +221,8 @@ class CharRNNModule(LightningModule):
         return texts if num is not None else texts[0]
 
     def _log_sample(self) -> None:
+        """Draw the validation sample into ``last_sample``; ``argen.callbacks.text_samples``
+        logs it (the module itself never calls W&B)."""
         if self.vocab is None or self.hparams.sample_length <= 0:
             return
         # A dedicated generator: sampling does not disturb the training random stream.
@@ -231,15 +233,7 @@ class CharRNNModule(LightningModule):
             self.hparams.top_k,
             seed=self.global_step,
         )
-        self.last_sample = text
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_text(
-                    key="samples/text",
-                    columns=["step", "text"],
-                    data=[[self.global_step, text]],
-                    step=self.global_step,
-                )
+        self.last_sample, self.last_sample_step = text, self.global_step
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:

@@ -294,9 +294,12 @@ def test_autoencoder_gets_its_own_table(tmp_path):
 
 
 class FakeRun:
-    def __init__(self, run_id: str, state: str, model: str, seed: int, summary: dict) -> None:
+    def __init__(
+        self, run_id: str, state: str, model: str, seed: int, summary: dict, job_type: str = "train"
+    ) -> None:
         self.path = ["ent", "proj", run_id]
         self.state = state
+        self.job_type = job_type
         self.summary = summary
         self.config = {"seed": seed, "model": {"name": model}, "data": {"name": "mnist"}}
 
@@ -329,6 +332,8 @@ def test_wandb_project_through_a_fake_api(tmp_path, monkeypatch):
         FakeRun("b1", "finished", "nade", 1, {"test/nll": 88.0}),  # crashed before summary/
         FakeRun("c1", "failed", "nade", 2, {}),
         FakeRun("d1", "running", "nade", 3, {}),
+        FakeRun("e1", "finished", "made", 1, {"test/nll": 1.0}, job_type="eval"),
+        FakeRun("f1", "finished", "made", 1, {}, job_type="compare"),
     ]
     api = FakeApi(runs)
     monkeypatch.setattr(wandb, "Api", lambda *args, **kwargs: api)
@@ -346,6 +351,7 @@ def test_wandb_project_through_a_fake_api(tmp_path, monkeypatch):
         assert status["b1"][0] == INCOMPLETE and "summary/" in status["b1"][1]
         assert status["c1"] == (FAILED, "W&B state: failed")
         assert status["d1"] == (INCOMPLETE, "W&B state: running")
+        assert not {"e1", "f1"} & {r.source.rsplit("/", 1)[-1] for r in records}, "eval/compare"
         [row] = aggregate(records)["mnist"]
         assert row.nll.mean == pytest.approx(91.0) and row.seeds == [1, 2]
 

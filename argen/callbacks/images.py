@@ -1,8 +1,12 @@
 """Image grids (samples, reconstructions, completions) logged during validation.
 
 Any LightningModule that implements ``visuals(n) -> dict[name, Tensor[N, C, H, W]]`` (integer
-levels) and has ``num_levels`` gets its images written as PNG files in the run directory and, when a
-W&B logger is attached, logged as uint8 images (W&B renders float images black).
+levels) and has ``num_levels`` gets one PNG grid per visual in the run directory and, when a W&B
+logger is attached, its grids logged as uint8 images (W&B renders float images black) together
+with the epoch, W&B's step metric for ``images/*`` (``argen.loggers``): the media slider walks
+through training one validation at a time. Visuals that belong together are one W&B panel:
+originals | masked | completions as ``images/completion``, originals | reconstructions as
+``images/reconstruction``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -53,6 +58,46 @@ def to_uint8_grid(images: torch.Tensor, num_levels: int, nrow: int = 8) -> torch
     return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
 
 
+# Visuals shown side by side in one W&B panel: (panel name, the visuals from left to right).
+PANELS = (
+    ("completion", ("originals", "masked", "completions")),
+    ("reconstruction", ("originals", "reconstructions")),
+)
+PANEL_GAP = 8  # white pixels between the grids of a panel
+
+
+def side_by_side(grids: list[np.ndarray], gap: int = PANEL_GAP) -> np.ndarray:
+    """uint8 grids [H, W, C] -> one image with the grids left to right, separated by white
+    columns; shorter grids are padded at the bottom with white."""
+    height = max(grid.shape[0] for grid in grids)
+    channels = grids[0].shape[2]
+    parts: list[np.ndarray] = []
+    for index, grid in enumerate(grids):
+        if index:
+            parts.append(np.full((height, gap, channels), 255, dtype=np.uint8))
+        pad = np.full((height - grid.shape[0], grid.shape[1], channels), 255, dtype=np.uint8)
+        parts.append(np.concatenate([grid, pad]))
+    return np.concatenate(parts, axis=1)
+
+
+def wandb_panels(grids: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str | None]]:
+    """W&B key -> (image, caption): the grouped visuals of ``PANELS`` as one panel each, every other
+    visual on its own."""
+    panels: dict[str, tuple[np.ndarray, str | None]] = {}
+    grouped: set[str] = set()
+    for panel, names in PANELS:
+        if all(name in grids for name in names):
+            panels[f"images/{panel}"] = (
+                side_by_side([grids[name] for name in names]),
+                " | ".join(names),
+            )
+            grouped.update(names)
+    for name, grid in grids.items():
+        if name not in grouped:
+            panels[f"images/{name}"] = (grid, None)
+    return panels
+
+
 class ImageLogger(L.Callback):
     """Log the module's visuals every ``every_n_epochs`` validation epochs (rank zero only)."""
 
@@ -83,11 +128,20 @@ class ImageLogger(L.Callback):
         except SamplingStopped:
             log.info(f"Stop requested: sample grids of {tag} skipped")
             return
+        grids: dict[str, np.ndarray] = {}
         for name, images in visuals.items():
             grid = to_uint8_grid(images, pl_module.num_levels, self.nrow)
             save_image(grid.permute(2, 0, 1).float() / 255, folder / f"{name}_{tag}.png")
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.log_image(
-                        key=f"images/{name}", images=[grid.numpy()], step=trainer.global_step
-                    )
+            grids[name] = grid.numpy()
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if wandb_loggers:
+            import wandb
+
+            # a list of one image per key, as Lightning's log_image logs them
+            logged: dict[str, object] = {
+                key: [wandb.Image(image, caption=caption)]
+                for key, (image, caption) in wandb_panels(grids).items()
+            }
+            logged["epoch"] = trainer.current_epoch  # the images' step metric
+            for logger in wandb_loggers:
+                logger.log_metrics(logged, step=trainer.global_step)
