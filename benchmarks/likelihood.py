@@ -69,6 +69,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--log-dir", default=str(ROOT / "logs" / "benchmarks"))
     parser.add_argument("--override", action="append", default=[], help="extra train.py override")
+    parser.add_argument(
+        "--publish",
+        type=Path,
+        default=None,
+        help="copy the run's summary, config and per-epoch NLL to <dir>/<data>/<experiment>/",
+    )
     args = parser.parse_args()
 
     minutes = int(args.minutes)
@@ -123,6 +129,10 @@ def main() -> None:
             and wall <= args.minutes * 60 + 60
         )
     print(json.dumps(result, indent=2))
+    if args.publish is not None:
+        from benchmarks.publish_run import publish
+
+        print(f"published to {publish(Path(summary['output_dir']), args.experiment, args.publish)}")
 
 
 if __name__ == "__main__":
