@@ -26,6 +26,7 @@ from rich.table import Table
 
 from argen.checkpoint import load_checkpoint
 from argen.errors import exit_with_error, find_user_error
+from argen.quiet import quiet_libraries
 from argen.resolvers import register_resolvers
 
 EVAL_JOB_TYPE = "eval"
@@ -39,6 +40,7 @@ def evaluate(
     accelerator: str = "auto",
 ) -> dict[str, float]:
     """Metrics of ``checkpoint`` on ``split`` ('test' or 'val')."""
+    quiet_libraries()
     register_resolvers()
     module, cfg = load_checkpoint(checkpoint)
     return evaluate_module(module, cfg, split, data_dir, batch_size, accelerator)

@@ -34,11 +34,15 @@ class DropNoise(logging.Filter):
 def quiet_libraries() -> None:
     """Route Lightning's messages through the root logger only (Hydra prints and files them once)
     and silence the known warnings."""
-    if logging.getLogger().handlers:
-        for name in LIBRARY_LOGGERS:
-            logger = logging.getLogger(name)
-            for handler in list(logger.handlers):
+    routed = bool(logging.getLogger().handlers)  # Hydra configured logging: use its handlers
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if routed:
                 logger.removeHandler(handler)
+            elif not any(isinstance(f, DropNoise) for f in handler.filters):
+                handler.addFilter(DropNoise())  # a CLI without Hydra: keep the handler, drop tips
+        if routed:
             logger.propagate = True
     for pattern in WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)

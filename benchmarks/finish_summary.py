@@ -33,11 +33,10 @@ def time_to_seconds(max_time: str | None) -> float | None:
 
 def csv_facts(run_dir: Path) -> dict:
     rows = list(csv.DictReader(next(run_dir.glob("csv/**/metrics.csv")).open()))
-    epochs = max(int(r["epoch"]) for r in rows if r.get("epoch")) + 1
     rates = [float(r["train/examples_per_sec"]) for r in rows if r.get("train/examples_per_sec")]
     vals = [float(r["val/nll"]) for r in rows if r.get("val/nll")]
     return {
-        "epochs": epochs,
+        "epochs": len(vals),  # completed epochs (each ends with a validation)
         "train_examples_per_sec": sum(rates) / len(rates) if rates else None,
         "val_nll": min(vals) if vals else None,
     }

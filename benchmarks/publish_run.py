@@ -31,7 +31,7 @@ def epoch_rows(metrics_csv: Path) -> list[dict[str, str]]:
             for column in EPOCH_COLUMNS:
                 if line.get(column):
                     row[column] = line[column]
-    return [epochs[e] for e in sorted(epochs)]
+    return [epochs[e] for e in sorted(epochs) if len(epochs[e]) > 1]  # an epoch cut short has none
 
 
 def publish(run_dir: Path, experiment: str, results: Path) -> Path:
