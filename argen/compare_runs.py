@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-FINISHED = "finished"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
+from argen.summary import FAILED, FINISHED, RunSummary, from_json, status_of
+from argen.summary import INTERRUPTED as INTERRUPTED  # re-exported for argen.compare
+
 INCOMPLETE = "incomplete"
 WANDB_PREFIX = "wandb:"
 NO_SUMMARY = "killed, crashed or still running (no summary.json)"
@@ -51,6 +51,9 @@ IGNORED_CONFIG_PREFIXES = (
     "trainer.deterministic",
     "_wandb",
 )
+# Config keys renamed since older runs were written: read under their current name, so that an old
+# and a new run of the same set-up are not told apart by the rename.
+RENAMED_CONFIG_KEYS = {"model.module.net.seed": "model.module.net.ordering_seed"}  # MADE
 IGNORED_CONFIG_LEAVES = {
     "num_workers",
     "pin_memory",
@@ -144,6 +147,7 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}.{key}" if prefix else str(key)
+        name = RENAMED_CONFIG_KEYS.get(name, name)
         if not _ignored_key(name):
             flat.update(flatten_config(value, name))
     return flat
@@ -178,44 +182,37 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ summaries
 
 
-def _from_summary(get: Callable[[str], Any]) -> dict[str, Any]:
-    """The RunRecord metric fields of a summary, ``get(key)`` reading one of its keys."""
-    bpd = number(get("test_bits_per_dim"))
+def _from_summary(summary: RunSummary) -> dict[str, Any]:
+    """The RunRecord metric fields of a summary (``argen.summary``'s keys)."""
+    bpd = number(summary.get("test_bits_per_dim"))
     if bpd is None:
-        bpd = number(get("test_bpc"))
+        bpd = number(summary.get("test_bpc"))
     return {
-        "seed": integer(get("seed")),
-        "params": integer(get("params")),
-        "test_nll": number(get("test_nll")),
+        "seed": integer(summary.get("seed")),
+        "params": integer(summary.get("params")),
+        "test_nll": number(summary.get("test_nll")),
         "test_bpd": bpd,
-        "test_recon_loss": number(get("test_recon_loss")),
-        "train_examples_per_sec": number(get("train_examples_per_sec")),
-        "sample_seconds_per_example": number(get("sample_seconds_per_example")),
-        "train_seconds": number(get("train_seconds")),
-        "epochs": integer(get("epochs")),
-        "is_text": get("test_bpc") is not None,
+        "test_recon_loss": number(summary.get("test_recon_loss")),
+        "train_examples_per_sec": number(summary.get("train_examples_per_sec")),
+        "sample_seconds_per_example": number(summary.get("sample_seconds_per_example")),
+        "train_seconds": number(summary.get("train_seconds")),
+        "epochs": integer(summary.get("epochs")),
+        "is_text": summary.get("test_bpc") is not None,
     }
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
-    """summary.json as a dict; ValueError (with the reason) when it is not a JSON object."""
+def _read_summary(path: Path) -> RunSummary:
+    """summary.json of any version (``argen.summary.from_json``); ValueError (with the reason)
+    when it cannot be read as one."""
     try:
-        summary = json.loads(path.read_text())
+        return from_json(json.loads(path.read_text()))
     except OSError as exc:
         raise ValueError(str(exc)) from exc
-    if not isinstance(summary, dict):
-        raise ValueError("not a JSON object")
-    return summary
 
 
-def summary_status(summary: dict[str, Any]) -> tuple[str, str]:
-    """(status, reason) of a summary: its own ``status`` (``failed`` when it only has an
-    ``error``) and, for a run that did not finish, its error message."""
-    error = summary.get("error")
-    status = str(summary.get("status") or (FAILED if error else FINISHED))
-    if status == FINISHED:
-        return status, ""
-    return status, str(error) if error else f"{status} (no error message in summary.json)"
+def summary_status(summary: RunSummary) -> tuple[str, str]:
+    """(status, reason) of a summary (``argen.summary.status_of``)."""
+    return status_of(summary)
 
 
 def _with_resume_hint(reason: str, run_dir: Path) -> str:
@@ -254,7 +251,7 @@ def read_run_dir(run_dir: Path, root: Path | None = None) -> RunRecord:
     status, reason = summary_status(summary)
     if status != FINISHED:
         reason = _with_resume_hint(reason, run_dir)
-    fields = _from_summary(summary.get)
+    fields = _from_summary(summary)
     seed = fields.pop("seed")
     base["seed"] = base["seed"] if seed is None else seed
     base["model"] = str(summary.get("model") or base["model"])
@@ -307,15 +304,10 @@ def wandb_record(run: Any) -> RunRecord:
     argen.run at the end of a run), falling back on the ``test/<metric>`` keys Lightning logged."""
     values = {key: run.summary[key] for key in list(run.summary.keys())}
     config = {k: _unwrap(v) for k, v in dict(run.config or {}).items()}
-
-    def get(key: str) -> Any:
-        if f"summary/{key}" in values:
-            return values[f"summary/{key}"]
-        if key.startswith("test_") and f"test/{key[5:]}" in values:
-            return values[f"test/{key[5:]}"]
-        return None
-
-    fields = _from_summary(get)
+    # summary.json's numbers as argen.run logged them, else the test metrics Lightning logged
+    numbers = {f"test_{k[5:]}": v for k, v in values.items() if k.startswith("test/")}
+    numbers.update({k[8:]: v for k, v in values.items() if k.startswith("summary/")})
+    fields = _from_summary(from_json(numbers))
     if fields["seed"] is None:
         fields["seed"] = integer(config.get("seed"))
     has_summary = any(key.startswith("summary/") for key in values)

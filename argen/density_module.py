@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
 
+from argen.amortized import (
+    GroupStepper,
+    carry_step_count,
+    clip_like_lightning,
+    effective_steps,
+    fallback_reason,
+    only_clips,
+)
 from argen.completion import complete_top_half
-from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers
+from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers, schedules_of
 from argen.step_logging import is_logging_step
 
 
@@ -28,6 +38,11 @@ class DensityModule(L.LightningModule):
         conditional: pass labels ``y`` to ``log_prob``/``sample`` (class-conditional models).
         channels_last: keep convolutional networks and their inputs in channels-last memory
             format (faster convolutions on recent GPUs and some CPUs; same results).
+        steps_per_call: optimizer steps per Lightning ``training_step`` on an in-memory
+            DataModule (``argen.amortized``): Lightning's per-batch cost is paid once per group
+            of this many batches; the parameter updates are those of the ordinary loop.
+        cuda_graph: on a GPU, replay each training step (forward, backward, clipping, optimizer
+            step) as one CUDA graph (``argen.cuda_graph``); nothing changes elsewhere.
     """
 
     data_kind = "image"  # what train.py may pair it with (argen.config_checks)
@@ -40,8 +55,18 @@ class DensityModule(L.LightningModule):
         scheduler_interval: str = "epoch",
         conditional: bool = False,
         channels_last: bool = False,
+        steps_per_call: int = 1,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
+        if int(steps_per_call) < 1:
+            raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
+        self.steps_per_call = int(steps_per_call)
+        self.cuda_graph = bool(cuda_graph)
+        # steps per training_step in the current fit (1: Lightning's automatic loop); the
+        # DataModule reads it to hand over groups of batches (argen.amortized.plan_groups)
+        self.group_steps = 1
+        self._stepper: GroupStepper | None = None
         self.channels_last = channels_last
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer
@@ -55,6 +80,15 @@ class DensityModule(L.LightningModule):
         # cost ~60 us, 1-2 % of a MADE step on a CPU; the metric gets the total once an epoch.
         self._train_nll_sum: torch.Tensor | None = None
         self._train_count = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook it calls (some 40 times a batch in its
+        # automatic loop); torch's Module.__setattr__ first checks the value against Parameter,
+        # Module and Buffer, about 3 us a time on a CPU. It is a plain string attribute.
+        if name == "_current_fx_name":
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
 
     # ----------------------------------------------------------------- steps
     def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
@@ -76,28 +110,68 @@ class DensityModule(L.LightningModule):
     def bits_per_dim(self, nll_nats: torch.Tensor) -> torch.Tensor:
         return nll_nats / (self.num_dims * math.log(2))
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def setup(self, stage: str) -> None:
+        """Choose the training loop of this fit: groups of ``steps_per_call`` batches with manual
+        optimization where the Trainer's settings allow it (``argen.amortized``), else Lightning's
+        automatic loop. Set here, after Lightning's configuration checks, which refuse manual
+        optimization with ``gradient_clip_val``: the group loop applies that clipping itself."""
+        if stage != "fit":
+            return
+        trainer = self.trainer
+        supported = getattr(trainer.datamodule, "supports_batch_groups", False)
+        self.group_steps = effective_steps(self.steps_per_call, trainer) if supported else 1
+        if self.steps_per_call > 1 and self.group_steps == 1 and supported:
+            rank_zero_info(
+                f"steps_per_call={self.steps_per_call}: one step per batch in this run "
+                f"({fallback_reason(trainer)}); same results, Lightning's per-batch cost"
+            )
+        graphs = self.cuda_graph and trainer.strategy.root_device.type == "cuda"
+        self.automatic_optimization = not (
+            self.group_steps > 1 or graphs and fallback_reason(trainer) is None
+        )
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        if self.automatic_optimization:
+            return self._batch_loss(batch, batch_idx)
+        return self._stepper.run(batch, batch_idx)
+
+    def _batch_loss(self, batch, batch_idx: int) -> torch.Tensor:
+        """One ordinary batch's training loss (checked, summed for train/nll, logged)."""
         x, kwargs = self._inputs(batch)
+        loss, loss_per_example = self._loss(x, kwargs)
+        self._check_finite(loss.unsqueeze(0), self.global_step, batch_idx)
+        self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
+        return loss
+
+    def _loss(self, x: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean training loss and the per-example losses of model inputs ``x``."""
         if hasattr(self.net, "training_loss"):
             loss_per_example = self.net.training_loss(x, **kwargs)
         else:
             loss_per_example = -self.net.log_prob(x, **kwargs)
-        loss = loss_per_example.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Non-finite training loss ({loss.item()}) at global step {self.global_step}, "
-                f"epoch {self.current_epoch}, batch {batch_idx}. Training stopped; the last saved "
-                "checkpoint is unchanged. Lower the learning rate or enable gradient clipping "
-                "(trainer.gradient_clip_val=1.0)."
-            )
-        batch_sum = loss_per_example.detach().sum()
-        self._train_nll_sum = (
-            batch_sum if self._train_nll_sum is None else self._train_nll_sum + batch_sum
+        return loss_per_example.mean(), loss_per_example
+
+    def _check_finite(self, losses: torch.Tensor, first_step: int, first_batch: int) -> None:
+        """Stop on the first non-finite loss of consecutive steps (one host sync for them all)."""
+        finite = torch.isfinite(losses)
+        if bool(finite.all()):
+            return
+        bad = int((~finite).nonzero()[0])
+        raise FloatingPointError(
+            f"Non-finite training loss ({losses[bad].item()}) at global step {first_step + bad}, "
+            f"epoch {self.current_epoch}, batch {first_batch + bad}. Training stopped; the last "
+            "saved checkpoint is unchanged. Lower the learning rate or enable gradient clipping "
+            "(trainer.gradient_clip_val=1.0)."
         )
-        self._train_count += loss_per_example.numel()
+
+    def _record(self, loss: torch.Tensor, loss_sum: torch.Tensor, count: int) -> None:
+        """Add a step to the epoch's running train/nll and log its loss on the logger's steps."""
+        self._train_nll_sum = (
+            loss_sum if self._train_nll_sum is None else self._train_nll_sum + loss_sum
+        )
+        self._train_count += count
         if is_logging_step(self):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if batch_idx == 0:  # a few images kept for completions in the image logger
@@ -122,13 +196,25 @@ class DensityModule(L.LightningModule):
         self.log(f"{stage}/nll", nll, prog_bar=True)
         self.log(f"{stage}/bits_per_dim", self.bits_per_dim(nll), prog_bar=stage != "train")
 
+    def on_train_start(self) -> None:
+        carry_step_count(self.trainer)
+
+    @only_clips
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if not self.automatic_optimization:
+            clip_like_lightning(self, optimizer)
+
     def on_train_epoch_end(self) -> None:
+        if self._stepper is not None and not self.automatic_optimization:
+            self._stepper.after_last_step()
         if self._train_count:
             # a weighted update keeps (sum, count), so the DDP sync still averages every example
             mean = self._train_nll_sum / self._train_count
             self.nll["train_"].update(mean, weight=self._train_count)
             self._train_nll_sum, self._train_count = None, 0
         self._log_epoch_metrics("train")
+        if self._stepper is not None and not self.automatic_optimization:
+            self._stepper.after_epoch()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
@@ -159,12 +245,17 @@ class DensityModule(L.LightningModule):
         return samples, (time.perf_counter() - start) / n
 
     def configure_optimizers(self):
-        return configure_optimizers(
+        config = configure_optimizers(
             self.parameters(),
             self.optimizer_factory,
             self.scheduler_factory,
             self.scheduler_interval,
+            manual=not self.automatic_optimization,
         )
+        self._stepper = GroupStepper(
+            self, self._batch_loss, schedules_of(config), cuda_graph=self.cuda_graph
+        )
+        return config
 
     # ----------------------------------------------------------- visuals
     @property

@@ -7,7 +7,6 @@ tests, sweeps and notebooks can call it in-process.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,14 @@ from argen.callbacks.rng_state import RNGState
 from argen.callbacks.throughput import Throughput
 from argen.checkpoint import CheckpointError, read_checkpoint
 from argen.config_checks import check_config, checkpoint_identity
+from argen.cpu_memory import keep_freed_memory
 from argen.errors import ConfigError
 from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
 from argen.quiet import quiet_libraries
+from argen.summary import FINISHED, RunSummary
+from argen.summary import to_json as summary_json
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
 
 
@@ -255,6 +257,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # down many times over; flushing them to zero changes no result that matters.
             torch.set_flush_denormal(True)
         skip_gpu_probe_without_gpu()
+        keep_freed_memory()  # no page faults for the same activations at every step (CPU)
         if ckpt_path is not None:
             continue_wandb_run(cfg)
         datamodule = build_datamodule(cfg)
@@ -330,37 +333,35 @@ def summarize(
     throughput: Throughput,
     train_seconds: float,
     test_metrics: dict[str, float],
-) -> dict[str, Any]:
-    """The run's headline numbers, in the units the README documents."""
-    summary: dict[str, Any] = {
-        "model": cfg.model.name,
-        "data": cfg.data.name,
-        "seed": int(cfg.seed),
-        "params": count_parameters(module),
-        "epochs": int(trainer.current_epoch),
-        "train_seconds": round(train_seconds, 3),
-        "train_examples_per_sec": throughput.examples_per_sec,
-        "output_dir": str(cfg.paths.output_dir),
-        "status": "finished",
-    }
+) -> RunSummary:
+    """The run's headline numbers, in the units the README documents (``argen.summary``)."""
+    summary = RunSummary(
+        model=cfg.model.name,
+        data=cfg.data.name,
+        seed=int(cfg.seed),
+        params=count_parameters(module),
+        epochs=int(trainer.current_epoch),
+        train_seconds=round(train_seconds, 3),
+        train_examples_per_sec=throughput.examples_per_sec,
+        output_dir=str(cfg.paths.output_dir),
+        status=FINISHED,
+    )
+    record: dict[str, Any] = dict(summary)
     checkpoint = trainer.checkpoint_callback
     if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
         # the best value of the monitored validation metric (val/nll for density models)
-        summary[checkpoint.monitor.replace("/", "_")] = float(checkpoint.best_model_score)
-    summary.update({k.replace("/", "_"): v for k, v in test_metrics.items()})
+        record[checkpoint.monitor.replace("/", "_")] = float(checkpoint.best_model_score)
+    record.update({k.replace("/", "_"): v for k, v in test_metrics.items()})
     if hasattr(module, "timed_sample") and cfg.get("summary", {}).get("num_samples", 0):
         count = int(cfg.summary.num_samples)
         with on_row(RowProgress(f"Sampling {count} examples to time sampling", lambda: False)):
             _, seconds = module.timed_sample(count)
-        summary["sample_seconds_per_example"] = seconds
+        record["sample_seconds_per_example"] = seconds
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            summary["wandb_run"] = logger.experiment.path
-            summary["wandb_dir"] = str(Path(logger.experiment.dir).parent)
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in summary.items()
-    }
+            record["wandb_run"] = logger.experiment.path
+            record["wandb_dir"] = str(Path(logger.experiment.dir).parent)
+    return summary_json(record)
 
 
 def keep_previous_summary(path: Path) -> None:
@@ -400,11 +401,14 @@ def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 @rank_zero_only
 def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer | None) -> None:
-    """Write ``summary.json`` (keeping an earlier one) and the run's W&B summary entries."""
+    """Write ``summary.json`` (``argen.summary``'s layout, keeping an earlier file) and the run's
+    W&B summary entries."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "summary.json"
     keep_previous_summary(path)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    record = summary_json(summary)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    entries = wandb_summary({k: v for k, v in record.items() if k != "version"})
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update(wandb_summary(summary))
+            logger.experiment.summary.update(entries)

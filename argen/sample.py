@@ -101,7 +101,7 @@ def choose_mode(module: L.LightningModule, complete: bool) -> Mode:
         if not hasattr(net, "complete"):
             raise UsageError(
                 f"{name} cannot complete images; completion needs a model with a completion "
-                "sampler (model=pixelcnn or model=gated_pixelcnn)"
+                "sampler (any raster image model: pixelcnn, gated_pixelcnn, row_lstm, diagonal_bilstm, pixelsnail, image_transformer)"
             )
         options = {*COMMON_OPTIONS, "num", "complete", "data_dir"}
         options |= keywords(net.complete) & {"temperature"}

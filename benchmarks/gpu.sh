@@ -65,4 +65,16 @@ for i in "${!experiments[@]}"; do
     && tail -n 1 "$out/$experiment.log" | tee -a "$out/summary.txt" \
     || echo "$experiment: stopped by the time limit or failed (see $out/$experiment.log)" | tee -a "$out/summary.txt"
 done
+# 3. MADE at batch 100 with every training step one CUDA graph (model.module.cuda_graph=true): argen's
+#    default path, argen with the option and the plain loop, in one throughput run (~1 minute).
+left=$(( 590 - ($(date +%s) - start) ))
+if [ "$smoke" = 1 ] || [ "$left" -ge 45 ]; then
+  timeout "${timeout_s:-$left}" python benchmarks/throughput.py --accelerator "$accel" --models made \
+    --repeats 1 --steps "$(( smoke == 1 ? 2 : 2000 ))" --warmup 64 \
+    --variant cuda_graph=model.module.cuda_graph=true \
+    | tee "$out/throughput_made_cuda_graph.txt" \
+    || echo "made cuda_graph: did not finish" | tee -a "$out/summary.txt"
+else
+  echo "made cuda_graph: skipped, $left s left" | tee -a "$out/summary.txt"
+fi
 echo "gpu.sh: done in $(( $(date +%s) - start )) s; summaries under $out/runs" | tee -a "$out/summary.txt"

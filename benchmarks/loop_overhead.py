@@ -9,17 +9,22 @@ the loop around it. Measured per step, in one process, best of ``--repeats``:
 * plain + slicing: a ``for`` loop slicing batches out of one tensor (throughput.py's plain loop);
 * loader alone: iterating the ``DataLoader`` and nothing else;
 * lightning + Rich bar / + throttled bar: the first, with Lightning's stock Rich progress bar or
-  argen's default (redrawn at most every 0.2 s), both drawing as on a terminal (to /dev/null).
+  argen's default (redrawn at most every 0.2 s), both drawing as on a terminal (to /dev/null);
+* argen, steps_per_call=1 / =K: argen's ``DensityModule`` and in-memory ``ImageDataModule``
+  around a one-parameter density, through Lightning's automatic loop or K optimizer steps per
+  Lightning step (``argen.amortized``, the MADE/FVSBN default).
 
 The difference between the first two is Lightning's own per-step cost; it bounds the argen/plain
-throughput ratio of models whose step is short (MADE, FVSBN on a CPU).
+throughput ratio of models whose step is short (MADE, FVSBN on a CPU) unless it is paid once
+per K steps, as the last row does.
 
-    python benchmarks/loop_overhead.py [--steps 3000] [--threads 1]
+    python benchmarks/loop_overhead.py [--steps 3000] [--threads 1] [--steps-per-call 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -37,6 +42,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps-per-call", type=int, default=16)
     args = parser.parse_args()
 
     import lightning as L
@@ -45,7 +51,9 @@ def main() -> None:
     from rich.table import Table
     from throughput import progress_bars
 
+    from argen.data.image import ImageDataModule
     from argen.data.in_memory import TensorBatches, batch_loader
+    from argen.density_module import DensityModule
     from argen.gpu_probe import skip_gpu_probe_without_gpu
 
     devnull = open(os.devnull, "w")
@@ -98,6 +106,56 @@ def main() -> None:
         trainer.fit(OneParameter(), train_dataloaders=loader())
         return (marks[1] - marks[0]) / steps
 
+    class OneParameterDensity(torch.nn.Module):
+        """A density with one parameter: what is left of a step is the loop around it."""
+
+        num_dims = 784
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(()))
+
+        def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+            return -((self.p - x[:, 0, 0, 0]) ** 2)
+
+    class RandomImages(ImageDataModule):
+        name, shape, num_levels = "random", (1, 28, 28), 2
+
+        def load_splits(self, splits=("train", "val", "test")):
+            return {split: (images, None) for split in splits}
+
+    def argen_loop(steps_per_call: int) -> float:
+        marks: list[tuple[float, int]] = []
+        start_at = -(-warmup // steps_per_call) * steps_per_call  # a group boundary
+
+        class Clock(L.Callback):
+            def on_train_batch_start(self, trainer, *rest) -> None:
+                if not marks and trainer.global_step >= start_at:
+                    marks.append((time.perf_counter(), trainer.global_step))
+
+            def on_train_end(self, trainer, *rest) -> None:
+                marks.append((time.perf_counter(), trainer.global_step))
+
+        module = DensityModule(
+            OneParameterDensity(),
+            optimizer=functools.partial(torch.optim.SGD, lr=0.0),
+            steps_per_call=steps_per_call,
+        )
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=start_at + steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[Clock()],
+        )
+        trainer.fit(module, datamodule=RandomImages(batch_size=batch))
+        (begin, first), (end, last) = marks
+        return (end - begin) / (last - first)
+
     def plain_loop(slicing: bool) -> float:
         model = OneParameter()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -140,6 +198,8 @@ def main() -> None:
         "loader alone": loader_alone,
         "lightning + Rich bar": lambda: lightning_loop("rich"),
         "lightning + throttled bar": lambda: lightning_loop("throttled"),
+        "argen, steps_per_call=1": lambda: argen_loop(1),
+        f"argen, steps_per_call={args.steps_per_call}": lambda: argen_loop(args.steps_per_call),
     }
     best = {name: min(measure() for _ in range(args.repeats)) for name, measure in paths.items()}
     table = Table(title=f"Per-step cost without a model (batch {batch}, {args.threads} thread(s))")
@@ -149,6 +209,11 @@ def main() -> None:
         table.add_row(name, f"{seconds * 1e6:.0f}")
     table.add_row(
         "Lightning's own cost", f"{(best['lightning'] - best['plain + loader']) * 1e6:.0f}"
+    )
+    grouped = best[f"argen, steps_per_call={args.steps_per_call}"]
+    table.add_row(
+        f"argen's cost with steps_per_call={args.steps_per_call}",
+        f"{(grouped - best['plain + loader']) * 1e6:.0f}",
     )
     Console().print(table)
 

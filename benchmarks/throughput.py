@@ -5,15 +5,26 @@ batch size and optimizer on binarized MNIST already in memory:
 
 * argen: the composed config's DataModule and LightningModule under ``lightning.Trainer.fit``
   (no logger or checkpointing, per-epoch costs; no progress bar unless ``--progress-bar`` asks
-  for Lightning's stock Rich bar or argen's throttled one, drawn as on a terminal);
+  for Lightning's stock Rich bar or argen's throttled one, drawn as on a terminal). This is
+  argen's default path: with the config's ``steps_per_call`` (MADE, FVSBN, NADE) several
+  optimizer steps run per Lightning step (``argen.amortized``); the clock then starts on a
+  group boundary and counts optimizer steps;
+* ``--variant NAME=OVERRIDE[,OVERRIDE]``: the argen path again with those overrides, e.g.
+  ``--variant ordinary=model.module.steps_per_call=1`` (Lightning's own loop) or
+  ``--variant graph=model.module.cuda_graph=true`` (on a GPU);
 * plain: ``for`` loop over a random permutation, slicing batches from one tensor, Adam step.
 
 Each measurement runs in a fresh process (so peak memory is its own), the two paths alternate, and
-the best of ``--repeats`` is kept. Also reported: MADE's achieved FLOP/s as a share of this
-machine's measured float32 matmul peak (the roofline target is >= 50 %).
+the best of ``--repeats`` is kept. Both paths keep freed memory as train.py does
+(``argen.cpu_memory``; ``--malloc default`` leaves glibc's default, which page-faults a step's
+activations in again at every step). Also reported: minor page faults per step, and MADE's
+achieved FLOP/s as a share of this machine's measured float32 matmul peak (the roofline target
+is >= 50 %).
 
     ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py [--models made nade gated_pixelcnn]
     ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py --models made --progress-bar rich
+    ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py --models made fvsbn \
+        --variant ordinary=model.module.steps_per_call=1
 """
 
 from __future__ import annotations
@@ -72,6 +83,10 @@ def compose(overrides: list[str]):
     return cfg
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def peak_memory_mb(device) -> float:
     import torch
 
@@ -108,19 +123,24 @@ def measure_argen(cfg, warmup: int, steps: int, progress_bar: str = "none") -> d
     datamodule = build_datamodule(cfg)
     apply_data_overrides(cfg, datamodule)  # sizes only the data can tell (image shape of a file)
     module = build_module(cfg)
-    times: list[float] = []
+    # groups start every steps_per_call steps: warm up to a group boundary
+    group = max(int(getattr(module, "steps_per_call", 1)), 1)
+    warmup = -(-warmup // group) * group
+    marks: list[tuple[float, int, int]] = []  # (time, optimizer steps taken, page faults)
 
     class StepClock(L.Callback):
+        # With several steps per training_step (steps_per_call) batches start on group boundaries:
+        # the clock starts at the first one past the warm-up and counts optimizer steps.
         def on_train_batch_start(self, trainer, *args) -> None:
-            if trainer.global_step == warmup:
+            if not marks and trainer.global_step >= warmup:
                 if module.device.type == "cuda":
                     torch.cuda.synchronize()
-                times.append(time.perf_counter())
+                marks.append((time.perf_counter(), trainer.global_step, minor_faults()))
 
         def on_train_end(self, trainer, *args) -> None:
             if module.device.type == "cuda":
                 torch.cuda.synchronize()
-            times.append(time.perf_counter())
+            marks.append((time.perf_counter(), trainer.global_step, minor_faults()))
 
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -137,9 +157,13 @@ def measure_argen(cfg, warmup: int, steps: int, progress_bar: str = "none") -> d
     )
     trainer.fit(module, datamodule=datamodule)
     batch = cfg.data.datamodule.batch_size
+    (start, first_step, first_faults), (end, last_step, last_faults) = marks
     return {
-        "examples_per_sec": steps * batch / (times[1] - times[0]),
+        "examples_per_sec": (last_step - first_step) * batch / (end - start),
         "peak_memory_mb": peak_memory_mb(module.device),
+        "minor_faults_per_step": (last_faults - first_faults) / (last_step - first_step),
+        "steps_per_call": int(getattr(module, "group_steps", 1)),
+        "cuda_graph": getattr(getattr(module, "_stepper", None), "graph", None) is not None,
     }
 
 
@@ -168,7 +192,7 @@ def measure_plain(cfg, warmup: int, steps: int) -> dict:
         if step == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, faults = time.perf_counter(), minor_faults()
         index = order[(step * batch) % (len(data) - batch) :][:batch]
         with autocast:
             loss = loss_of(data[index]).mean()
@@ -180,6 +204,7 @@ def measure_plain(cfg, warmup: int, steps: int) -> dict:
     return {
         "examples_per_sec": steps * batch / (time.perf_counter() - start),
         "peak_memory_mb": peak_memory_mb(device),
+        "minor_faults_per_step": (minor_faults() - faults) / steps,
     }
 
 
@@ -197,11 +222,16 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def worker(args) -> None:
+    from argen.cpu_memory import keep_freed_memory
     from argen.gpu_probe import skip_gpu_probe_without_gpu
 
     # train.py does this; the plain loop gets it too, since the probe it avoids comes from
     # importing Lightning (which this script does for both paths), not from a plain loop
     skip_gpu_probe_without_gpu()
+    # train.py does this too (argen.cpu_memory): glibc otherwise returns the activations' memory
+    # to the system and faults it in again at every step, in either path (--malloc default)
+    if args.malloc == "keep":
+        keep_freed_memory()
     cfg = compose(MODELS[args.model] + ["trainer.accelerator=" + args.accelerator] + args.overrides)
     if args.path == "argen":
         result = measure_argen(cfg, args.warmup, args.steps, args.progress_bar)
@@ -218,7 +248,8 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def run_worker(model: str, path: str, args) -> dict:
+def run_worker(model: str, path: str, args, variant: list[str] | None = None) -> dict:
+    overrides = [*args.overrides, *(variant or [])]
     command = [
         sys.executable,
         __file__,
@@ -235,12 +266,21 @@ def run_worker(model: str, path: str, args) -> dict:
         args.accelerator,
         "--progress-bar",
         args.progress_bar,
-        *(["--"] + args.overrides if args.overrides else []),
+        "--malloc",
+        args.malloc,
+        *(["--", *overrides] if overrides else []),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     # a progress bar may leave terminal control codes in front of the line
     line = next(x for x in output.splitlines() if "RESULT " in x)
     return json.loads(line.split("RESULT ", 1)[1])
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    if not name or not overrides:
+        raise argparse.ArgumentTypeError(f"expected NAME=OVERRIDE[,OVERRIDE], got {text!r}")
+    return name, overrides.split(",")
 
 
 def main() -> None:
@@ -258,6 +298,21 @@ def main() -> None:
         default="none",
         help="argen path's progress bar: none, Lightning's Rich bar, argen's throttled Rich bar",
     )
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep freed memory in both paths as train.py does (argen.cpu_memory), or glibc's "
+        "default (which page-faults the activations in again at every step)",
+    )
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDE[,OVERRIDE]",
+        help="also measure the argen path with these config overrides (repeatable)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -272,22 +327,32 @@ def main() -> None:
     from rich.table import Table
 
     peak = matmul_peak_flops()
+    paths = {"argen": ("argen", []), **{n: ("argen", o) for n, o in args.variant}}
+    paths["plain"] = ("plain", [])
     rows = []
     for model in args.models:
         best: dict[str, dict] = {}
         for _ in range(args.repeats):
-            for path in ("argen", "plain"):
-                result = run_worker(model, path, args)
-                if path not in best or result["examples_per_sec"] > best[path]["examples_per_sec"]:
-                    best[path] = result
+            for name, (path, variant) in paths.items():
+                result = run_worker(model, path, args, variant)
+                if name not in best or result["examples_per_sec"] > best[name]["examples_per_sec"]:
+                    best[name] = result
+        plain = best["plain"]["examples_per_sec"]
         row = {
             "model": model,
             "batch_size": best["argen"]["batch_size"],
+            "steps_per_call": best["argen"]["steps_per_call"],
             "argen_examples_per_sec": best["argen"]["examples_per_sec"],
-            "plain_examples_per_sec": best["plain"]["examples_per_sec"],
-            "ratio": best["argen"]["examples_per_sec"] / best["plain"]["examples_per_sec"],
+            "plain_examples_per_sec": plain,
+            "ratio": best["argen"]["examples_per_sec"] / plain,
             "argen_peak_memory_mb": best["argen"]["peak_memory_mb"],
             "plain_peak_memory_mb": best["plain"]["peak_memory_mb"],
+            "argen_minor_faults_per_step": best["argen"]["minor_faults_per_step"],
+            "plain_minor_faults_per_step": best["plain"]["minor_faults_per_step"],
+            "variants": {
+                name: {**best[name], "ratio": best[name]["examples_per_sec"] / plain}
+                for name, _ in args.variant
+            },
         }
         if "flops_per_sec" in best["argen"]:
             row["argen_share_of_matmul_peak"] = best["argen"]["flops_per_sec"] / peak
@@ -298,30 +363,34 @@ def main() -> None:
         title=f"Training throughput ({args.accelerator}, torch threads "
         f"{torch.get_num_threads()}, matmul peak {peak / 1e9:.1f} GFLOP/s)"
     )
-    for column in (
-        "model",
-        "batch",
-        "argen ex/s",
-        "plain ex/s",
-        "argen/plain",
-        "peak MB argen",
-        "peak MB plain",
-        "% of matmul peak",
-    ):
+    columns = ["model", "batch", "steps/call", "argen ex/s", "plain ex/s", "argen/plain"]
+    for name, _ in args.variant:
+        columns += [f"{name} ex/s", f"{name}/plain"]
+    columns += ["peak MB argen", "peak MB plain", "faults/step argen", "plain", "% of matmul peak"]
+    for column in columns:
         table.add_column(column, justify="right")
     for r in rows:
         share = r.get("argen_share_of_matmul_peak")
-        table.add_row(
+        cells = [
             r["model"],
             str(r["batch_size"]),
+            str(r["steps_per_call"]),
             f"{r['argen_examples_per_sec']:.0f}",
             f"{r['plain_examples_per_sec']:.0f}",
             f"{r['ratio']:.2f}",
+        ]
+        for name, _ in args.variant:
+            variant = r["variants"][name]
+            cells += [f"{variant['examples_per_sec']:.0f}", f"{variant['ratio']:.2f}"]
+        cells += [
             f"{r['argen_peak_memory_mb']:.0f}",
             f"{r['plain_peak_memory_mb']:.0f}",
+            f"{r['argen_minor_faults_per_step']:.0f}",
+            f"{r['plain_minor_faults_per_step']:.0f}",
             "" if share is None else f"{100 * share:.0f} %",
-        )
-    Console().print(table)
+        ]
+        table.add_row(*cells)
+    Console(width=200).print(table)
     print(json.dumps({"matmul_peak_flops": peak, "rows": rows}, indent=2))
 
 

@@ -223,6 +223,7 @@ def test_text_module_trains_scores_and_samples_the_transformer():
     assert text == module.generate_text(30, prime="abc", temperature=0.8, top_k=3, seed=1)
 
 
+@pytest.mark.slow
 @needs_data("tinyshakespeare")
 def test_trains_with_bf16_compile_and_resumes_through_train_py(tmp_path, monkeypatch):
     first, second, checkpoint = train_then_resume(

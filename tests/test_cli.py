@@ -56,6 +56,7 @@ def gated_run(tmp_path_factory) -> tuple[dict, Path]:
     return summary, best
 
 
+@pytest.mark.slow
 def test_evaluate_cli_reproduces_the_runs_test_nll(gated_run):
     summary, best = gated_run
     metrics = json.loads(cli("argen.evaluate", str(best), "--json").stdout.strip().splitlines()[-1])
@@ -63,6 +64,7 @@ def test_evaluate_cli_reproduces_the_runs_test_nll(gated_run):
     assert metrics["test/bits_per_dim"] == pytest.approx(summary["test_bits_per_dim"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_sample_cli_writes_a_png_grid(gated_run, tmp_path):
     _, best = gated_run
     out = tmp_path / "grid.png"
@@ -71,6 +73,7 @@ def test_sample_cli_writes_a_png_grid(gated_run, tmp_path):
     assert (width, height) == (3 * 28 + 4 * 2, 2 * 28 + 3 * 2)  # make_grid with padding 2
 
 
+@pytest.mark.slow
 def test_completions_are_logged_and_available_from_the_cli(gated_run, tmp_path):
     _, best = gated_run
     images = best.parents[1] / "images"
@@ -81,6 +84,7 @@ def test_completions_are_logged_and_available_from_the_cli(gated_run, tmp_path):
     assert Image.open(out).size == (4 * 28 + 5 * 2, 3 * 28 + 4 * 2)  # 3 rows of 4
 
 
+@pytest.mark.slow
 @needs_data("tinyshakespeare")
 def test_sample_cli_writes_text_for_a_char_rnn(tmp_path):
     train_in_process(

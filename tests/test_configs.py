@@ -1,5 +1,6 @@
-"""The config tree: every experiment composes to the model and data its name says, every model x
-dataset pair has an experiment, and every model and dataset config builds."""
+"""The config tree: every experiment composes to the model and data its name says (the dataset
+presets ``pixel_<data>`` to any pixel model), every model x dataset pair has an experiment, every
+model and dataset config builds, and the optimizer, callbacks and debug groups do what they say."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
 
 from argen.resolvers import register_resolvers
 from tests.conftest import ROOT
@@ -28,10 +31,27 @@ def names(group: str) -> set[str]:
     return {p.stem for p in (CONF / group).glob("*.yaml")}
 
 
+# Dataset presets: a set-up for any pixel model (experiment=pixel_cifar10 model=row_lstm).
+PRESETS = {p for p in names("experiment") if p.startswith("pixel_")}
+
+
 def compose_train(*overrides: str, hydra: bool = False):
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def resolved(*overrides: str) -> dict:
+    """The job config of ``overrides`` with every interpolation resolved (as the run sees it),
+    less the values that hold the time of day (the run directory, the W&B run name)."""
+    cfg = compose_train(*overrides, hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.paths.output_dir = "<run dir>"
+        if cfg.get("logger") and "wandb" in cfg.logger:
+            cfg.logger.wandb.name = "<run name>"
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_every_model_and_dataset_pair_has_an_experiment():
@@ -44,7 +64,8 @@ PAPER_SETUPS = {p for p in names("experiment") if p.endswith("_paper")}
 
 
 @pytest.mark.parametrize(
-    "experiment", sorted(names("experiment") - {"compare_binarized_mnist"} - PAPER_SETUPS)
+    "experiment",
+    sorted(names("experiment") - {"compare_binarized_mnist"} - PAPER_SETUPS - PRESETS),
 )
 def test_experiment_composes_to_its_model_and_data(experiment):
     cfg = compose_train(f"experiment={experiment}")
@@ -92,3 +113,87 @@ def test_paths_follow_the_environment(monkeypatch, tmp_path):
     assert Path(cfg.paths.data_dir) == tmp_path / "d"
     assert Path(cfg.paths.log_dir) == tmp_path / "l"
     assert Path(cfg.data.datamodule.data_dir) == tmp_path / "d"
+
+
+# (preset, model): the named experiment is the preset with that model (and nothing else).
+SAME_AS_PRESET = [
+    ("pixel_binarized_mnist", "pixelcnn"),
+    ("pixel_binarized_mnist", "gated_pixelcnn"),
+    ("pixel_mnist", "pixelcnn"),
+    ("pixel_mnist", "gated_pixelcnn"),
+    ("pixel_cifar10", "pixelcnn"),
+    ("pixel_cifar10", "row_lstm"),
+    ("pixel_cifar10", "diagonal_bilstm"),
+]
+
+
+@pytest.mark.parametrize(("preset", "model"), SAME_AS_PRESET)
+def test_a_preset_with_a_model_is_that_models_experiment(preset, model):
+    data = preset.removeprefix("pixel_")
+    named = resolved(f"experiment={model}_{data}")
+    assert resolved(f"experiment={preset}", f"model={model}") == named
+    assert named["tags"] == [f"{model}_{data}"]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("model", sorted(PIXEL_MODELS | ATTENTION_MODELS))
+def test_presets_compose_with_every_pixel_model(preset, model):
+    if preset == "pixel_cifar10" and model in ATTENTION_MODELS:
+        pytest.skip("the preset sets num_layers, which the attention models do not have")
+    cfg = compose_train(f"experiment={preset}", f"model={model}")
+    assert (cfg.model.name, cfg.data.name) == (model, preset.removeprefix("pixel_"))
+    assert cfg.tags == [f"{model}_{cfg.data.name}"]
+
+
+def test_every_model_takes_its_optimizer_from_the_optimizer_group():
+    adam = OmegaConf.to_container(OmegaConf.load(CONF / "optimizer" / "adam.yaml"))
+    for model in sorted(names("model")):
+        data = "tinyshakespeare" if model in TEXT_MODELS else "binarized_mnist"
+        optimizer = OmegaConf.to_container(compose_train(f"model={model}", f"data={data}"))
+        expected = {**adam, "lr": 2.0e-3} if model == "char_rnn" else adam
+        assert optimizer["model"]["module"]["optimizer"] == expected, model
+    adagrad = compose_train("model=made", "optimizer=adagrad").model.module.optimizer
+    assert adagrad._target_ == "torch.optim.Adagrad" and adagrad.lr == 0.01
+
+
+def test_early_stopping_is_one_callbacks_choice():
+    plain = resolved("model=made")
+    assert "early_stopping" not in plain["callbacks"]
+    stopping = resolved("model=made", "callbacks=early_stopping")
+    assert stopping["callbacks"]["early_stopping"] == {
+        "_target_": "lightning.pytorch.callbacks.EarlyStopping",
+        "monitor": "val/nll",
+        "patience": 10,
+    }
+    assert {k: v for k, v in stopping["callbacks"].items() if k != "early_stopping"} == plain[
+        "callbacks"
+    ]
+    autoencoder = resolved("experiment=autoencoder_binarized_mnist")["callbacks"]
+    assert autoencoder["early_stopping"]["monitor"] == "val/recon_loss"
+    made = resolved("experiment=made_binarized_mnist")["callbacks"]["early_stopping"]
+    assert (made["patience"], made["min_delta"], made["mode"]) == (12, 0.01, "min")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["experiment=row_lstm_cifar10"], ["experiment=char_rnn_tinyshakespeare"]],
+)
+def test_debug_quick_is_a_short_run_without_wandb(overrides):
+    from argen.config_checks import check_model_matches_data, check_numbers, check_resolves
+
+    cfg = compose_train(*overrides, "debug=quick", hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.hydra.runtime.choices.logger == "none" and not cfg.logger
+    with open_dict(cfg):
+        del cfg["hydra"]
+    check_model_matches_data(cfg)
+    check_resolves(cfg)
+    check_numbers(cfg)
+    trainer = cfg.trainer
+    assert trainer.max_epochs == 1 and trainer.limit_train_batches == 5
+    assert trainer.limit_val_batches == trainer.limit_test_batches == 2
+    assert trainer.val_check_interval is None  # char_rnn_tinyshakespeare validates every 100
+    assert cfg.data.datamodule.batch_size == cfg.data.datamodule.eval_batch_size == 16
+    assert cfg.summary.num_samples == 1
+    base = compose_train(*overrides)
+    assert cfg.model == base.model  # the set-up itself is unchanged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from argen.data.distributed import EvalShardSampler
@@ -27,6 +28,7 @@ EVAL_ONLY = [
 ]
 
 
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_ddp_on_two_cpu_processes_gives_the_same_test_nll_as_one(tmp_path):
     single, double = tmp_path / "single", tmp_path / "double"
@@ -41,6 +43,7 @@ def test_ddp_on_two_cpu_processes_gives_the_same_test_nll_as_one(tmp_path):
     assert len(read_summaries(double)) == 1, "only rank 0 writes the summary"
 
 
+@pytest.mark.slow
 def test_multirun_with_a_relaunching_strategy_is_refused(tmp_path):
     result = run_train(
         tmp_path,

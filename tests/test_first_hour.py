@@ -137,6 +137,7 @@ def test_good_configs_pass_and_keep_the_random_state():
     assert torch.equal(state, torch.random.get_rng_state()), "building the net must not move RNG"
 
 
+@pytest.mark.slow
 def test_config_error_is_one_line_before_data_or_wandb(tmp_path):
     empty = tmp_path / "no_data"
     result = train_cli(tmp_path, "model=made", "data=cifar10", f"paths.data_dir={empty}")
@@ -164,6 +165,7 @@ def test_unreadable_checkpoint_is_one_line_without_unsafe_advice(tmp_path):
         assert "weights_only=False" not in message and "weights_only" not in message
 
 
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_train_refuses_truncated_and_foreign_checkpoints_before_wandb(tmp_path):
     truncated = tmp_path / "truncated.ckpt"
@@ -196,6 +198,7 @@ def test_run_dir_guard_allows_only_resuming_the_same_run(tmp_path):
         check_run_dir(run, "nade", "binarized_mnist", "auto")
 
 
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_finished_run_directory_is_never_overwritten(tmp_path):
     run_dir = tmp_path / "logs" / "runs" / "made_run"
@@ -214,6 +217,7 @@ def test_finished_run_directory_is_never_overwritten(tmp_path):
 
 
 # ------------------------------------------------------------------ 5. records tell the truth
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 @pytest.mark.parametrize(
     ("kind", "status", "code"), [("keyboard", "interrupted", 130), ("error", "failed", 1)]
@@ -237,6 +241,7 @@ def test_stopped_or_failed_runs_are_recorded_as_such_in_summary_and_wandb(
     assert record["exit_code"] == code and record["state"] != "finished"
 
 
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_sigterm_during_validation_sampling_stops_at_the_next_row_and_keeps_last_ckpt(tmp_path):
     run_dir = tmp_path / "logs" / "runs" / "rnn_run"
@@ -265,6 +270,7 @@ def test_sigterm_during_validation_sampling_stops_at_the_next_row_and_keeps_last
 
 
 # ------------------------------------------------------------------ 7. a quiet run, one last line
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_run_output_is_each_line_once_and_ends_with_the_result(tmp_path):
     result = train_cli(tmp_path, *MADE_TINY, "trainer.max_epochs=1")
@@ -332,6 +338,7 @@ def test_evaluate_reports_a_bad_checkpoint_in_one_line(tmp_path):
     assert "cannot be read" in line and "weights_only" not in line
 
 
+@pytest.mark.slow
 def test_text_data_without_a_path_is_one_line(tmp_path):
     result = train_cli(tmp_path, "model=char_rnn", "data=text", "logger=csv")
     line = one_line_error(result)

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from argen.models.fvsbn import FVSBN, resolve_ordering
+from argen.models.fvsbn import FVSBN
+from argen.models.ordering import resolve_ordering
 from tests.ar_checks import all_binary, assert_autoregressive, assert_normalized
 
 SHAPE = (1, 2, 3)

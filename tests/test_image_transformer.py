@@ -218,6 +218,7 @@ def test_log_prob_rejects_bad_input_and_bad_settings():
             ImageTransformer((1, 2, 2), 2, **kwargs)
 
 
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_trains_with_bf16_compile_and_resumes_through_train_py(tmp_path, monkeypatch):
     first, second, _ = train_then_resume(

@@ -20,10 +20,10 @@ def made(**kwargs) -> MADE:
 
 CONFIGS = [
     dict(ordering="natural"),
-    dict(ordering="random", seed=3),
-    dict(ordering="random", num_masks=4, seed=1),
+    dict(ordering="random", ordering_seed=3),
+    dict(ordering="random", num_masks=4, ordering_seed=1),
     dict(ordering="natural", num_masks=3, direct_connection=True),
-    dict(hidden_sizes=[32], ordering="random", direct_connection=True, seed=7),
+    dict(hidden_sizes=[32], ordering="random", direct_connection=True, ordering_seed=7),
 ]
 
 
@@ -112,7 +112,7 @@ def test_binary_only():
         MADE((3, 8, 8), num_levels=256)
 
 
-@pytest.mark.parametrize("config", [dict(), dict(ordering="random", seed=2)])
+@pytest.mark.parametrize("config", [dict(), dict(ordering="random", ordering_seed=2)])
 def test_single_mask_connects_every_input_but_the_last(config):
     """With fewer hidden units than inputs, degrees must still span 1..D-1: an input that feeds no
     hidden unit is invisible to every later conditional."""
@@ -136,7 +136,7 @@ def tempered_joint(logits: torch.Tensor, every: torch.Tensor, temperature: float
 def test_tempered_sampling_follows_the_chain_of_tempered_conditionals(temperature):
     """Frequencies of 20k samples at T match the tempered chain over the 8 outcomes of D = 3."""
     torch.manual_seed(0)
-    model = MADE((1, 1, 3), hidden_sizes=[8], ordering="random", seed=2).double()
+    model = MADE((1, 1, 3), hidden_sizes=[8], ordering="random", ordering_seed=2).double()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.7)
     every, n = all_binary(3).double(), 20_000
@@ -169,3 +169,48 @@ def test_temperature_one_is_ancestral_sampling_draw_for_draw(config):
 def test_non_positive_temperature_is_refused(temperature):
     with pytest.raises(ValueError, match="temperature must be positive"):
         made().sample(2, temperature=temperature)
+
+
+def test_seed_is_a_deprecated_alias_of_ordering_seed():
+    """Configs and checkpoints written before the rename (``model.module.net.seed``) still build
+    the same masks."""
+    from hydra.utils import instantiate
+
+    new = MADE((1, 3, 3), hidden_sizes=[6], ordering="random", num_masks=3, ordering_seed=4)
+    old_config = {"_target_": "argen.models.made.MADE", "shape": [1, 3, 3], "seed": 4}
+    with pytest.warns(DeprecationWarning, match="ordering_seed"):
+        old = instantiate({**old_config, "hidden_sizes": [6], "ordering": "random", "num_masks": 3})
+    assert old.ordering_seed == 4
+    for k in range(3):
+        new.use_mask(k)
+        old.use_mask(k)
+        assert torch.equal(new.order, old.order)
+        for a, b in zip(new.hidden_layers, old.hidden_layers, strict=True):
+            assert torch.equal(a.mask, b.mask)
+    with pytest.raises(ValueError, match="ordering_seed only"):
+        MADE((1, 3, 3), ordering_seed=1, seed=2)
+
+
+def test_orderings_come_from_one_place():
+    """FVSBN and NADE draw ``randperm(D)`` from a generator seeded with ``ordering_seed``; MADE
+    seeds mask k's generator with ``ordering_seed * 1_000_003 + k`` (argen.models.ordering)."""
+    from argen.models.fvsbn import FVSBN
+    from argen.models.nade import NADE
+    from argen.models.ordering import draw_ordering, resolve_ordering
+
+    shape, seed = (1, 4, 4), 9
+    expected = resolve_ordering("random", 16, seed)
+    assert sorted(expected.tolist()) == list(range(16))
+    assert not torch.equal(expected, torch.arange(16))
+    assert torch.equal(FVSBN(shape, ordering="random", ordering_seed=seed).ordering, expected)
+    assert torch.equal(
+        NADE(shape, hidden_size=3, ordering="random", ordering_seed=seed).ordering, expected
+    )
+    model = MADE(shape, hidden_sizes=[4], ordering="random", num_masks=2, ordering_seed=seed)
+    for k in range(2):
+        model.use_mask(k)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + k)
+        assert torch.equal(model.order, draw_ordering("random", 16, generator))
+    zero = MADE(shape, hidden_sizes=[4], ordering="random")
+    assert torch.equal(zero.order, resolve_ordering("random", 16, 0))
+    assert torch.equal(MADE(shape, hidden_sizes=[4]).order, resolve_ordering("natural", 16))

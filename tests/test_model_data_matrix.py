@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import DATA_DIR, train_in_process
 
+pytestmark = pytest.mark.slow  # end-to-end runs of train.py
+
 FAST = [
     "trainer.max_epochs=1",
     "trainer.accelerator=cpu",

@@ -320,6 +320,7 @@ def train_then_resume(
     return first, second, checkpoint
 
 
+@pytest.mark.slow
 @needs_data("binarized_mnist")
 def test_trains_with_bf16_compile_and_resumes_through_train_py(tmp_path, monkeypatch):
     first, second, _ = train_then_resume(

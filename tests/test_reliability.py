@@ -6,10 +6,13 @@ import json
 import signal
 import subprocess
 
+import pytest
 import torch
 
 from argen.checkpoint import load_checkpoint
 from tests.conftest import needs_data, read_summaries, run_train
+
+pytestmark = pytest.mark.slow  # end-to-end runs of train.py
 
 TINY = [
     "model=made",

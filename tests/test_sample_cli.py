@@ -229,3 +229,21 @@ def test_unusable_checkpoints_are_one_line_errors(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not (DATA_DIR / "binarized_mnist").exists(), reason="no binarized MNIST")
+@pytest.mark.parametrize("model", ["row_lstm", "diagonal_bilstm"])
+def test_pixel_rnns_complete_images(tmp_path, model):
+    """The PixelRNNs complete through the one raster sampler, like every raster image model."""
+    ckpt = write_checkpoint(
+        tmp_path / f"{model}.ckpt",
+        model,
+        [
+            "model.module.net.hidden_channels=4",
+            "model.module.net.num_layers=1",
+            "data.datamodule.max_examples=2",
+        ],
+    )
+    out = tmp_path / "completions.png"
+    sample.main([str(ckpt), "--complete", "--num", "2", "--out", str(out)])
+    assert Image.open(out).size == (2 * 28 + 3 * 2, 3 * 28 + 4 * 2)

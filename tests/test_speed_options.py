@@ -8,6 +8,8 @@ import torch
 
 from tests.conftest import needs_data, train_in_process
 
+pytestmark = pytest.mark.slow  # end-to-end runs of train.py
+
 EVAL_ONLY = [
     "train=false",
     "trainer.accelerator=cpu",

@@ -12,6 +12,8 @@ import yaml
 
 from tests.conftest import needs_data, needs_sweep_extra, read_summaries, run_train
 
+pytestmark = pytest.mark.slow  # end-to-end runs of train.py
+
 TINY = [
     "model.module.net.hidden_sizes=[8]",
     "data.datamodule.max_examples=60",

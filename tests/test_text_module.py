@@ -93,6 +93,7 @@ def test_split_nll_is_exact_sum_over_characters(tmp_path, streams):
     assert dm.unknown_counts["test"] == 2
 
 
+@pytest.mark.slow
 def test_vocab_round_trip_through_a_lightning_checkpoint(tmp_path):
     dm = make_dm(tmp_path, corpus())
     module = make_module(dm.vocab_size)
@@ -124,6 +125,7 @@ def test_vocab_round_trip_through_a_lightning_checkpoint(tmp_path):
     assert all(t.startswith("\n") and len(t) == 11 for t in texts)
 
 
+@pytest.mark.slow
 def test_resuming_with_other_characters_is_refused(tmp_path):
     dm = make_dm(tmp_path, "abcdefgh" * 40)
     module = make_module(dm.vocab_size)
@@ -139,12 +141,14 @@ def test_resuming_with_other_characters_is_refused(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_net_must_match_the_vocabulary(tmp_path):
     dm = make_dm(tmp_path, corpus())
     with pytest.raises(ValueError, match="net_overrides"):
         make_trainer(tmp_path, max_steps=1).fit(make_module(dm.vocab_size + 1), dm)
 
 
+@pytest.mark.slow
 def test_validation_produces_a_sample(tmp_path):
     dm = make_dm(tmp_path, corpus())
     module = make_module(dm.vocab_size, sample_length=25, sample_prime="the ", top_k=3)
@@ -171,6 +175,7 @@ class _Losses(Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="shared Tiny Shakespeare absent")
 def test_short_training_on_tiny_shakespeare_lowers_the_loss(tmp_path):
     dm = TextDataModule(

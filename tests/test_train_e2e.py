@@ -8,7 +8,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import QUICK, needs_data, read_summaries, run_train
+
+pytestmark = pytest.mark.slow  # end-to-end runs of train.py
 
 SUMMARY_KEYS = {
     "model",
@@ -21,6 +25,7 @@ SUMMARY_KEYS = {
     "sample_seconds_per_example",
     "wandb_run",
     "seed",
+    "version",
 }
 
 
@@ -81,3 +86,18 @@ def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
     assert first.returncode == second.returncode == 0
     dirs = sorted(p.name for p in (tmp_path / "logs" / "runs").iterdir())
     assert len(dirs) == 2 and dirs[0] != dirs[1]
+
+
+@needs_data("binarized_mnist")
+def test_debug_quick_runs_a_pixel_rnn_end_to_end_without_wandb(tmp_path):
+    """``debug=quick``: one short epoch, a sample grid and (every raster model completes images)
+    a completion grid, a summary, no W&B."""
+    net = ["model.module.net.hidden_channels=4", "model.module.net.num_layers=1"]
+    run_train(tmp_path, "debug=quick", "model=row_lstm", *net)
+    (summary,) = read_summaries(tmp_path)
+    assert summary["status"] == "finished" and summary["epochs"] == 1
+    assert summary["test_nll"] > 0 and summary["sample_seconds_per_example"] > 0
+    (output_dir,) = (tmp_path / "logs" / "runs").iterdir()
+    assert not (output_dir / "wandb").exists()
+    grids = {p.name.split("_")[0] for p in (output_dir / "images").glob("*.png")}
+    assert {"samples", "completions"} <= grids

@@ -85,6 +85,7 @@ def gated_wandb(gated_run) -> tuple[dict, list[dict]]:
     return read_back(gated_run[1] / "wandb")
 
 
+@pytest.mark.slow
 def test_train_run_summary_config_and_job_type(gated_run, gated_wandb):
     summary, _ = gated_run
     record, records = gated_wandb
@@ -116,6 +117,7 @@ def test_train_run_summary_config_and_job_type(gated_run, gated_wandb):
     assert record["exit_code"] == 0 and len(of_type(records, "exit")) == 1
 
 
+@pytest.mark.slow
 def test_sample_and_completion_grids_are_stepped_by_epoch(gated_run, gated_wandb):
     _, run_dir = gated_run
     _, records = gated_wandb
@@ -139,6 +141,7 @@ def test_sample_and_completion_grids_are_stepped_by_epoch(gated_run, gated_wandb
         assert len(list(images.glob(f"{name}_epoch_*.png"))) == 2, name
 
 
+@pytest.mark.slow
 def test_evaluate_logs_one_eval_run(gated_run, tmp_path, monkeypatch, capsys):
     from argen.evaluate import main
 
@@ -161,6 +164,7 @@ def test_evaluate_logs_one_eval_run(gated_run, tmp_path, monkeypatch, capsys):
     assert record["exit_code"] == 0 and len(of_type(records, "exit")) == 1
 
 
+@pytest.mark.slow
 def test_a_failed_evaluation_fails_its_run_once(gated_run, tmp_path, monkeypatch):
     import argen.evaluate
 
@@ -210,6 +214,7 @@ def test_job_type_tells_sweep_members_from_single_runs(tmp_path, mode, job_type,
     assert cfg.logger.wandb.group == ("sweep_x" if mode == RunMode.MULTIRUN else None)
 
 
+@pytest.mark.slow
 def test_text_samples_are_one_table_row_per_validation(tmp_path, monkeypatch):
     from functools import partial
 

@@ -14,6 +14,7 @@ from typing import Literal
 import lightning as L
 import torch
 
+from argen.amortized import BatchGroup, group_loader, plan_groups
 from argen.data.distributed import eval_sampler
 from argen.data.in_memory import TensorBatches, batch_loader
 
@@ -67,6 +68,7 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     name: str = "images"
+    supports_batch_groups = True  # hands a module groups of batches (argen.amortized)
     shape: tuple[int, int, int] = (1, 28, 28)
     num_levels: int = 256
     num_classes: int | None = None
@@ -139,7 +141,13 @@ class ImageDataModule(L.LightningDataModule):
         return device
 
     def train_dataloader(self):
-        return batch_loader(self.splits["train"], self.batch_size, True, self.num_workers)
+        """Shuffled training batches, or groups of them when the module being fitted asks for
+        several steps per call (``argen.amortized``): the same batches in the same order."""
+        train = self.splits["train"]
+        layout = plan_groups(getattr(self, "trainer", None), len(train), self.batch_size)
+        if layout is not None:
+            return group_loader(train, self.batch_size, layout, self.num_workers)
+        return batch_loader(train, self.batch_size, True, self.num_workers)
 
     def _eval_loader(self, split: str):
         dataset = self.splits[split]
@@ -153,6 +161,8 @@ class ImageDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, BatchGroup):  # transformed batch by batch as the module takes them
+            return batch._replace(transform=self.transform_train_images)
         x, y = batch
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:

@@ -16,29 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.base import DensityModel, require_binary
-
-Ordering = str | Sequence[int]
-
-
-def resolve_ordering(ordering: Ordering, num_dims: int, seed: int = 0) -> torch.Tensor:
-    """Turn ``"natural"``, ``"random"`` (permutation seeded by ``seed``) or an explicit list into a
-    LongTensor ``order`` with ``order[k]`` = index of the k-th variable generated."""
-    if isinstance(ordering, str):
-        if ordering == "natural":
-            return torch.arange(num_dims)
-        if ordering == "random":
-            generator = torch.Generator().manual_seed(int(seed))
-            return torch.randperm(num_dims, generator=generator)
-        raise ValueError(
-            f"ordering must be 'natural', 'random' or a list of indices, got {ordering!r}"
-        )
-    order = torch.as_tensor(list(ordering), dtype=torch.long)
-    if order.ndim != 1 or sorted(order.tolist()) != list(range(num_dims)):
-        raise ValueError(
-            f"an explicit ordering must be a permutation of 0..{num_dims - 1} "
-            f"(one entry per variable), got {list(ordering)}"
-        )
-    return order
+from argen.models.ordering import Ordering, rank_of, resolve_ordering
 
 
 def check_temperature(temperature: float) -> None:
@@ -56,13 +34,6 @@ def tempered_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tens
     same as untempered ones for the same random numbers.
     """
     return torch.sigmoid(logits / temperature)
-
-
-def rank_of(order: torch.Tensor) -> torch.Tensor:
-    """Inverse permutation: ``rank[i]`` is the position of variable ``i`` in ``order``."""
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=order.device)
-    return rank
 
 
 class FVSBN(DensityModel):

@@ -26,10 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models import cached_sampling
-from argen.models.base import DensityModel
+from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import make_head
+from argen.models.pixel_ops import (
+    apply_relu_stack,
+    linear,
+    masked_weight,
+    pixel_params,
+    pointwise,
+    relu_output_stack,
+)
 
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +65,7 @@ class GatedLayer(nn.Module):
         super().__init__()
         half = kernel_size // 2
         self.residual = not first
-        self._v_pad = (half, half, half, 0)  # left, right, top, bottom
+        self.v_pad = (half, half, half, 0)  # left, right, top, bottom
         self.v_conv = nn.Conv2d(in_channels, 2 * channels, (half + 1, kernel_size))
         self.h_conv = MaskedConv2d(
             in_channels,
@@ -79,7 +86,7 @@ class GatedLayer(nn.Module):
     def forward(
         self, v: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        v_pre = self.v_conv(F.pad(v, self._v_pad))
+        v_pre = self.v_conv(F.pad(v, self.v_pad))
         h_pre = self.h_conv(h) + self.v_to_h(shift_down(v_pre))
         if self.label_bias is not None:
             v_bias, h_bias = self.label_bias(y)[:, :, None, None].chunk(2, dim=1)
@@ -91,13 +98,14 @@ class GatedLayer(nn.Module):
         return gate(v_pre), h_new
 
 
-class GatedPixelCNN(DensityModel):
+class GatedPixelCNN(RasterImageModel):
     """Blind-spot-free gated PixelCNN, optionally class-conditional.
 
     ``forward(x, y=None)`` returns head parameters [B, C, H, W, P]; ``log_prob(x, y)`` and
     ``sample(n, y=...)`` take integer labels [B] when ``num_classes`` is set. ``sampler`` picks
-    what ``sample`` runs: ``"cached"`` (fast, Ramachandran et al. 2017) or ``"naive"`` (a full
-    pass per sub-pixel); both give identical samples for the same seed.
+    what ``sample`` and ``complete`` run: ``"cached"`` (fast, Ramachandran et al. 2017;
+    ``GatedPixelCNNStepper``) or ``"naive"`` (a full pass per sub-pixel); both give identical
+    samples for the same seed (``argen.models.cached_sampling``).
     """
 
     def __init__(
@@ -114,7 +122,7 @@ class GatedPixelCNN(DensityModel):
         sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
-        self.sampler = cached_sampling.check_sampler(sampler)
+        self.sampler = check_sampler(sampler)
         channels = self.shape[0]
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and at least 3, got {kernel_size}")
@@ -143,29 +151,6 @@ class GatedPixelCNN(DensityModel):
             MaskedConv2d(output_channels, self.head.out_channels, 1, "B", channels),
         )
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Levels 0..K-1 -> [-1, 1]."""
-        return x / (self.num_levels - 1) * 2.0 - 1.0
-
-    def _check_labels(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError(
-                    "this GatedPixelCNN is unconditional (num_classes=None); pass y=None"
-                )
-            return None
-        if y is None:
-            raise ValueError(
-                f"this GatedPixelCNN is class-conditional: pass labels y of shape [{batch}]"
-            )
-        if not isinstance(y, torch.Tensor) or y.dtype not in (torch.long, torch.int, torch.int16):
-            raise ValueError("labels y must be an integer tensor")
-        if y.shape != (batch,):
-            raise ValueError(f"labels y must have shape [{batch}], got {list(y.shape)}")
-        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes - 1}]")
-        return y.long()
-
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Levels [B, C, H, W] (and labels [B]) -> head parameters [B, C, H, W, P]."""
         y = self._check_labels(y, x.shape[0])
@@ -179,56 +164,102 @@ class GatedPixelCNN(DensityModel):
         self.validate_levels(x)
         return self.head.log_prob(x, self(x, y))
 
-    def sample(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        y: torch.Tensor | int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """``n`` images [n, C, H, W] of float levels, drawn by ``self.sampler``.
+    def start_cache(
+        self, x: torch.Tensor, y: torch.Tensor | None, start: int
+    ) -> GatedPixelCNNStepper:
+        """Cached sampler (see ``GatedPixelCNNStepper``)."""
+        return GatedPixelCNNStepper(self, x, y, start // (x.shape[1] * x.shape[3]))
 
-        For a class-conditional model ``y`` is a label, a tensor of ``n`` labels, or ``None`` to
-        draw labels uniformly at random.
-        """
-        return cached_sampling.sample(
-            self, n, device, temperature, y, generator=generator, sampler=self.sampler
-        )
 
-    def sample_cached(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        y: torch.Tensor | int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Cached sampler: one position per layer per sub-pixel (see ``cached_sampling``)."""
-        return cached_sampling.sample(self, n, device, temperature, y, generator=generator)
+class GatedPixelCNNStepper:
+    """Caches of one Gated PixelCNN sampling call.
 
-    def sample_naive(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        y: torch.Tensor | int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Reference sampler: a full forward pass per sub-pixel, H*W*C passes in raster order."""
-        return cached_sampling.sample(
-            self, n, device, temperature, y, generator=generator, sampler="naive"
-        )
+    The vertical stack at row ``i`` sees all of row ``i`` and reaches the horizontal stack only
+    shifted one row down, so it is computed one whole row at a time once the row is complete
+    (keeping the ``k//2`` rows its kernel needs); the horizontal stack is computed at one position
+    per layer from a cache of the current row (``argen.models.pixel_ops``). Per layer ``l``:
+    ``vrows[l]``, the last ``k//2`` rows of the vertical stack's input (padded, channel-first for
+    ``conv2d``); ``hrow[l]``, the horizontal stack's input on the current row (channel-last,
+    ``k//2`` zero columns on the left); ``hbias[l]`` [W, B, 2c], everything added to the
+    horizontal pre-activation that does not depend on the current row (h_conv bias, the vertical
+    stack's contribution from the row above, the label bias). Memory: k//2 + 1 rows per layer.
+    """
 
-    def complete(
-        self,
-        x: torch.Tensor,
-        observed_mask: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        y: torch.Tensor | int | None = None,
-    ) -> torch.Tensor:
-        """Sample the unobserved rest of ``x`` given a raster-order prefix (see ``complete``)."""
-        return cached_sampling.complete(
-            self, x, observed_mask, generator, temperature, y, sampler=self.sampler
-        )
+    def __init__(
+        self, model: GatedPixelCNN, x: torch.Tensor, y: torch.Tensor | None, row: int
+    ) -> None:
+        self.model = model
+        self.layers = list(model.layers)
+        self.half = self.layers[0].h_conv.centre[1]
+        self.h_weights, self.out_weights, self.label_biases = [], [], []
+        for layer in self.layers:
+            weight = masked_weight(layer.h_conv)[:, :, 0, :]  # [2c, in, half+1]
+            self.h_weights.append(weight.permute(2, 1, 0).reshape(-1, weight.shape[0]).contiguous())
+            self.out_weights.append(pointwise(layer.h_out))
+            if layer.label_bias is None:
+                self.label_biases.append((None, None))
+            else:
+                v_bias, h_bias = layer.label_bias(y).chunk(2, dim=1)  # [B, 2c] each
+                self.label_biases.append((v_bias[:, :, None, None], h_bias))
+        self.output = relu_output_stack(model.output)
+        self.x = x
+        # Prefill: a full pass over rows 0..row records the maps that rows before ``row`` leave
+        # behind (outputs at row r never depend on rows below r).
+        v = h = model.normalize(x[:, :, : row + 1])
+        self.vrows, self.hrow, self.hbias = [], [], []
+        for index, layer in enumerate(self.layers):
+            padded = F.pad(v, layer.v_pad)  # row r sits at padded row r + half
+            self.vrows.append(padded[:, :, row : row + self.half])
+            self.hrow.append(self._row_cache(h[:, :, row]))
+            v_pre = layer.v_conv(padded)
+            above = v_pre[:, :, row - 1 : row] if row > 0 else torch.zeros_like(v_pre[:, :, :1])
+            self.hbias.append(self._h_bias(index, above))
+            v, h = layer(v, h, y)
+
+    def _row_cache(self, row: torch.Tensor) -> torch.Tensor:
+        """[B, C, W] -> [B, half + W, C], zeros on the left (the h_conv padding)."""
+        return F.pad(row, (self.half, 0)).permute(0, 2, 1).contiguous()
+
+    def _h_bias(self, index: int, v_pre_above: torch.Tensor) -> torch.Tensor:
+        """[B, 2c, 1, W] vertical pre-activation of the row above -> [W, B, 2c] additive term."""
+        layer = self.layers[index]
+        bias = layer.v_to_h(v_pre_above)[:, :, 0]  # [B, 2c, W]
+        if layer.h_conv.bias is not None:
+            bias = bias + layer.h_conv.bias[None, :, None]
+        label = self.label_biases[index][1]
+        if label is not None:
+            bias = bias + label[:, :, None]
+        return bias.permute(2, 0, 1).contiguous()
+
+    def set_level(self, i: int, j: int, k: int, level: torch.Tensor) -> None:
+        self.hrow[0][:, j + self.half, k] = self.model.normalize(level)
+
+    def params(self, i: int, j: int, k: int) -> torch.Tensor:
+        """[B, P] parameters of sub-pixel (k, i, j), writing the horizontal stack into the
+        caches."""
+        h = None
+        for index, layer in enumerate(self.layers):
+            cache = self.hrow[index]
+            window = cache[:, j : j + self.half + 1].reshape(cache.shape[0], -1)
+            pre = torch.addmm(self.hbias[index][j], window, self.h_weights[index])
+            h = linear(gate(pre), *self.out_weights[index])
+            if layer.residual:
+                h = cache[:, j + self.half] + h
+            if index + 1 < len(self.layers):
+                self.hrow[index + 1][:, j + self.half] = h
+        return pixel_params(self.model.head, apply_relu_stack(self.output, h))[:, k]
+
+    def row_done(self, i: int) -> None:
+        """Row ``i`` is complete: run the vertical stack on it and reset the row caches."""
+        if i + 1 >= self.x.shape[2]:
+            return
+        v = self.hrow[0][:, self.half :].permute(0, 2, 1)[:, :, None]  # normalized image row i
+        for index, layer in enumerate(self.layers):
+            rows = torch.cat([self.vrows[index], F.pad(v, layer.v_pad[:2])], dim=2)
+            self.vrows[index] = rows[:, :, 1:]
+            v_pre = layer.v_conv(rows)  # [B, 2c, 1, W]
+            self.hbias[index] = self._h_bias(index, v_pre)
+            v_bias = self.label_biases[index][0]
+            v = gate(v_pre if v_bias is None else v_pre + v_bias)
+        next_row = self.model.normalize(self.x[:, :, i + 1])
+        self.hrow = [self._row_cache(next_row)] + [torch.zeros_like(c) for c in self.hrow[1:]]

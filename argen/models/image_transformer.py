@@ -10,8 +10,8 @@ the autoregressive property exact. A linear layer maps each position's hidden st
 for the pixel CNNs), so ``forward`` returns [B, C, H, W, P] like every other pixel model.
 
 Sampling (``sampler="cached"``, the default) feeds one token per step through a key/value cache;
-``"naive"`` reruns the Transformer on the whole prefix for every sub-pixel. Both draw every
-sub-pixel with ``cached_sampling.draw_levels`` (one multinomial over the batch per sub-pixel, in
+``"naive"`` reruns the Transformer on the whole prefix for every sub-pixel. Both run in the one
+raster loop of ``argen.models.cached_sampling`` (one multinomial over the batch per sub-pixel, in
 the same order), so for the same generator they give the same samples. Cost: full attention over
 D positions, O(D^2) per image in training: meant for small images (binarized MNIST: D = 784;
 CIFAR-10: D = 3072 needs a GPU).
@@ -25,14 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models import cached_sampling
 from argen.models.attention import CausalTransformer
-from argen.models.base import DensityModel
+from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.pixel_heads import make_head
-from argen.models.sampling_progress import report_row
 
 
-class ImageTransformer(DensityModel):
+class ImageTransformer(RasterImageModel):
     """Decoder-only Transformer density model over [C, H, W] images with ``num_levels`` levels.
 
     Args:
@@ -59,9 +57,7 @@ class ImageTransformer(DensityModel):
         sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
-        if len(self.shape) != 3:
-            raise ValueError(f"shape must be [C, H, W], got {list(shape)}")
-        self.sampler = cached_sampling.check_sampler(sampler)
+        self.sampler = check_sampler(sampler)
         self.head = make_head(head, self.shape[0], num_levels, num_mixtures)
         self.start_token = self.num_levels  # input-only id
         self.transformer = CausalTransformer(
@@ -115,115 +111,61 @@ class ImageTransformer(DensityModel):
         return self.head.log_prob(x, self(x))
 
     # ------------------------------------------------------------------ sampling
-    def _weight(self) -> torch.Tensor:
+    def sampling_weight(self) -> torch.Tensor:
+        """The output layer's weight: samples take its device and dtype."""
         return self.out.weight
 
-    @torch.no_grad()
-    def _fill(
-        self,
-        x: torch.Tensor,
-        observed: torch.Tensor,
-        start: int,
-        temperature: float,
-        generator: torch.Generator | None,
-        sampler: str,
+    def sampling_params(
+        self, x: torch.Tensor, y: torch.Tensor | None, i: int, j: int, k: int
     ) -> torch.Tensor:
-        """Sample sub-pixels ``start ..`` of ``x`` in raster order, keeping observed ones;
-        dropout is off while sampling."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        cached_sampling.check_sampler(sampler)
-        was_training = self.training
-        self.eval()
-        try:
-            return self._fill_in_eval(x, observed, start, temperature, generator, sampler)
-        finally:
-            self.train(was_training)
+        """Naive sampler: [B, P] parameters of sub-pixel (k, i, j) from the start token and the
+        sub-pixels before it (the prefix only: the rest could not change them)."""
+        t = (i * self.shape[2] + j) * self.shape[0] + k
+        ids = self.to_sequence(x).long()
+        first = ids.new_full((ids.shape[0], 1), self.start_token)
+        prefix = torch.cat([first, ids[:, :t]], dim=1)
+        return self.out(self.transformer(self.transformer.embed(prefix))[:, -1])
 
-    def _fill_in_eval(
-        self,
-        x: torch.Tensor,
-        observed: torch.Tensor,
-        start: int,
-        temperature: float,
-        generator: torch.Generator | None,
-        sampler: str,
-    ) -> torch.Tensor:
-        n, total = x.shape[0], self.num_dims
-        if start >= total:
-            return x
-        row_length = self.shape[0] * self.shape[2]
-        seq = self.to_sequence(x).clone()  # float levels [n, D]
-        keep = self.to_sequence(observed)
-        ids = seq.long()
-        embed = self.transformer.embed
-        first = ids.new_full((n, 1), self.start_token)
-        cache = None
-        if sampler == "cached":
-            cache = self.transformer.new_cache(n, total, x.device, self._weight().dtype)
-            prefix = torch.cat([first, ids[:, :start]], dim=1)
-            hidden = self.transformer(embed(prefix), cache)[:, -1]
-        for t in range(start, total):
-            if sampler == "naive":
-                prefix = torch.cat([first, ids[:, :t]], dim=1)
-                hidden = self.transformer(embed(prefix))[:, -1]
-            params = self.out(hidden)
-            value = cached_sampling.draw_levels(self.head, params, temperature, generator)
-            value = torch.where(keep[:, t], seq[:, t], value.to(seq.dtype))
-            seq[:, t] = value
-            ids[:, t] = value.long()
-            if cache is not None and t + 1 < total:
-                hidden = self.transformer(embed(ids[:, t : t + 1]), cache)[:, -1]
-            if (t + 1) % row_length == 0:
-                report_row((t + 1) // row_length, self.shape[1])
-        return self.from_sequence(seq).contiguous()
+    def start_cache(
+        self, x: torch.Tensor, y: torch.Tensor | None, start: int
+    ) -> ImageTransformerStepper:
+        """Cached sampler (see ``ImageTransformerStepper``); ``y`` must be ``None``."""
+        return ImageTransformerStepper(self, x, start)
 
-    def _device_dtype(self, device: torch.device | str | None) -> tuple[torch.device, torch.dtype]:
-        weight = self._weight()
-        return (weight.device if device is None else torch.device(device)), weight.dtype
 
-    def sample(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        sampler: str | None = None,
-    ) -> torch.Tensor:
-        """``n`` images [n, C, H, W] of float levels, drawn by ``sampler`` (default
-        ``self.sampler``)."""
-        device, dtype = self._device_dtype(device)
-        x = torch.zeros(n, *self.shape, device=device, dtype=dtype)
-        observed = torch.zeros_like(x, dtype=torch.bool)
-        return self._fill(x, observed, 0, temperature, generator, sampler or self.sampler)
+class ImageTransformerStepper:
+    """Key/value cache of one sampling call: one token through the network per sub-pixel.
 
-    def sample_cached(self, n: int, **kwargs) -> torch.Tensor:
-        """Key/value-cached sampler: one token through the network per sub-pixel."""
-        return self.sample(n, sampler="cached", **kwargs)
+    The prefix (start token and sub-pixels ``< start``) goes through at once; then every value
+    the loop sets is fed as the next token, whose hidden state gives the next sub-pixel's
+    parameters.
+    """
 
-    def sample_naive(self, n: int, **kwargs) -> torch.Tensor:
-        """Reference sampler: the whole prefix through the network for every sub-pixel."""
-        return self.sample(n, sampler="naive", **kwargs)
+    def __init__(self, model: ImageTransformer, x: torch.Tensor, start: int) -> None:
+        self.model = model
+        self.total = model.num_dims
+        c, _, w = model.shape
+        self.row_stride, self.colours = w * c, c
+        ids = model.to_sequence(x).long()
+        first = ids.new_full((ids.shape[0], 1), model.start_token)
+        transformer = model.transformer
+        self.cache = transformer.new_cache(
+            ids.shape[0], self.total, x.device, model.sampling_weight().dtype
+        )
+        prefix = torch.cat([first, ids[:, :start]], dim=1)
+        self.hidden = transformer(transformer.embed(prefix), self.cache)[:, -1]
 
-    def complete(
-        self,
-        x: torch.Tensor,
-        observed_mask: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        sampler: str | None = None,
-    ) -> torch.Tensor:
-        """Sample the unobserved rest of ``x`` [B, C, H, W] given a raster-order prefix.
+    def params(self, i: int, j: int, k: int) -> torch.Tensor:
+        """[B, P] parameters of the next sub-pixel, (k, i, j)."""
+        return self.model.out(self.hidden)
 
-        ``observed_mask`` broadcasts to ``x`` and must mark a prefix in raster order (R, G, B
-        within a pixel) in every example, as for PixelCNN's ``complete``; observed values are
-        returned unchanged and the rest is drawn from p(rest | observed).
-        """
-        _, dtype = self._device_dtype(None)
-        self.validate_levels(x)
-        lengths = cached_sampling.observed_prefix_lengths(observed_mask, tuple(x.shape))
-        observed = observed_mask.to(device=x.device, dtype=torch.bool).expand(x.shape)
-        filled = torch.where(observed, x, torch.zeros_like(x)).to(dtype)
-        start = int(lengths.min()) if lengths.numel() else self.num_dims
-        out = self._fill(filled, observed, start, temperature, generator, sampler or self.sampler)
-        return out.to(x.dtype)
+    def set_level(self, i: int, j: int, k: int, value: torch.Tensor) -> None:
+        """Feed ``value`` as the next token (unless it is the last sub-pixel)."""
+        t = i * self.row_stride + j * self.colours + k
+        if t + 1 < self.total:
+            transformer = self.model.transformer
+            token = transformer.embed(value.long()[:, None])
+            self.hidden = transformer(token, self.cache)[:, -1]
+
+    def row_done(self, i: int) -> None:
+        """Nothing to do: the cache grows token by token."""

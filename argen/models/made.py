@@ -12,6 +12,7 @@ seeds is cycled, one per training step. Evaluation with several masks is the mix
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 
 from argen.models.base import DensityModel, require_binary
 from argen.models.fvsbn import check_temperature, tempered_probs
+from argen.models.ordering import ORDERINGS, draw_ordering
 
 
 class MaskedLinear(nn.Linear):
@@ -48,7 +50,9 @@ class MADE(DensityModel):
         num_masks: number of mask seeds cycled during training (1 = a single fixed mask).
         num_eval_masks: masks averaged as a mixture at evaluation (``None`` = ``num_masks``).
         direct_connection: add a masked direct input-to-output linear layer.
-        seed: base seed for the orderings and connectivity.
+        ordering_seed: base seed of the orderings and connectivity (as FVSBN's and NADE's).
+        seed: deprecated name of ``ordering_seed`` (configs and checkpoints written before the
+            rename still load).
     """
 
     def __init__(
@@ -60,11 +64,22 @@ class MADE(DensityModel):
         num_masks: int = 1,
         num_eval_masks: int | None = None,
         direct_connection: bool = False,
-        seed: int = 0,
+        ordering_seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__(shape, num_levels)
         require_binary(num_levels, "MADE")
-        if ordering not in ("natural", "random"):
+        if seed is not None:
+            if ordering_seed not in (0, seed):
+                raise ValueError(
+                    f"seed={seed} and ordering_seed={ordering_seed} disagree; "
+                    "seed is the old name of ordering_seed: give ordering_seed only"
+                )
+            warnings.warn(
+                "MADE(seed=...) is deprecated: use ordering_seed", DeprecationWarning, stacklevel=2
+            )
+            ordering_seed = seed
+        if ordering not in ORDERINGS:
             raise ValueError(f"ordering must be 'natural' or 'random', got {ordering!r}")
         if num_masks < 1:
             raise ValueError(f"num_masks must be >= 1, got {num_masks}")
@@ -74,7 +89,7 @@ class MADE(DensityModel):
         self.ordering = ordering
         self.num_masks = int(num_masks)
         self.num_eval_masks = int(num_eval_masks or num_masks)
-        self.seed = int(seed)
+        self.ordering_seed = int(ordering_seed)
 
         sizes = [self.num_dims, *self.hidden_sizes]
         self.hidden_layers = nn.ModuleList(
@@ -96,12 +111,9 @@ class MADE(DensityModel):
     # ------------------------------------------------------------------ masks
     def degrees(self, mask_index: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Input ordering and hidden-unit degrees for one mask seed (deterministic)."""
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + mask_index)
+        gen = torch.Generator().manual_seed(self.ordering_seed * 1_000_003 + mask_index)
         num_dims = self.num_dims
-        if self.ordering == "natural":
-            order = torch.arange(num_dims)
-        else:
-            order = torch.randperm(num_dims, generator=gen)
+        order = draw_ordering(self.ordering, num_dims, gen)
         # in_degree[d] = position (1-based) of input d in the ordering.
         in_degree = torch.empty(num_dims, dtype=torch.long)
         in_degree[order] = torch.arange(1, num_dims + 1)

@@ -116,6 +116,11 @@ class MaskedConv2d(nn.Conv2d):
         )
         self.register_buffer("mask", mask, persistent=False)
 
+    @property
+    def pad(self) -> tuple[int, int, int, int]:
+        """The zero padding (left, right, top, bottom, ``F.pad`` order) that keeps the size."""
+        return self._pad
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, self._pad), self.weight * self.mask, self.bias)
 

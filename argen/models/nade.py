@@ -25,13 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.base import DensityModel, require_binary
-from argen.models.fvsbn import (
-    Ordering,
-    check_temperature,
-    rank_of,
-    resolve_ordering,
-    tempered_probs,
-)
+from argen.models.fvsbn import check_temperature, tempered_probs
+from argen.models.ordering import Ordering, rank_of, resolve_ordering
 
 # Per-chunk working set of the fused conditional pass, in elements of [chunk, D, H]. On a CPU about
 # 8 MB in float32, so each chunk stays in cache while it is processed; a GPU prefers big chunks.

@@ -1,7 +1,8 @@
 """Output heads of pixel models: per-sub-pixel distributions over ``num_levels`` intensity levels.
 
 A head turns the last feature map of a channel-masked network into distribution parameters and
-scores or samples pixel levels. The interface, shared by PixelCNN, Gated PixelCNN and PixelRNN:
+scores or samples pixel levels. The interface, shared by every raster image model (PixelCNN, Gated
+PixelCNN, the PixelRNNs, PixelSNAIL, the image Transformer):
 
 * the network's last layer outputs ``head.out_channels = C * P`` feature maps, grouped by colour
   (channels ``c*P .. c*P+P-1`` come from colour group ``c`` of the channel masks);
@@ -18,13 +19,10 @@ distribution it scores (temperature 1) and treats temperature the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from argen.models.sampling_progress import report_row
 
 HEADS = ("bernoulli", "categorical", "logistic_mixture")
 
@@ -178,29 +176,3 @@ def make_head(head: str, num_channels: int, num_levels: int, num_mixtures: int =
     if head == "logistic_mixture":
         return LogisticMixtureHead(num_channels, num_levels, num_mixtures)
     raise ValueError(f"unknown head {head!r}; choose one of 'auto', {', '.join(map(repr, HEADS))}")
-
-
-@torch.no_grad()
-def sample_raster_naive(
-    params_fn: Callable[[torch.Tensor], torch.Tensor],
-    head: PixelHead,
-    n: int,
-    shape: tuple[int, int, int],
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Reference sampler: one full network pass per sub-pixel (H*W*C passes).
-
-    Fills a zero image in raster order, R then G then B within each pixel; ``params_fn(x)`` must
-    return [n, C, H, W, P] parameters whose entry for a sub-pixel depends only on earlier ones.
-    """
-    c, h, w = shape
-    x = torch.zeros(n, c, h, w, device=device, dtype=dtype)
-    for i in range(h):
-        for j in range(w):
-            for k in range(c):
-                params = params_fn(x)[:, k, i, j]
-                x[:, k, i, j] = head.sample(params, temperature)
-        report_row(i + 1, h)
-    return x

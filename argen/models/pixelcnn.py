@@ -18,12 +18,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from argen.models import cached_sampling
-from argen.models.base import DensityModel
+from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import make_head
+from argen.models.pixel_ops import (
+    ConvAt,
+    apply_relu_stack,
+    linear,
+    pixel_params,
+    pointwise,
+    relu_output_stack,
+)
 
 
 class ResidualBlock(nn.Module):
@@ -45,13 +53,14 @@ class ResidualBlock(nn.Module):
         return x + self.net(x)
 
 
-class PixelCNN(DensityModel):
+class PixelCNN(RasterImageModel):
     """Masked-convolution density model over [C, H, W] images with ``num_levels`` levels.
 
     ``forward(x)`` returns per-sub-pixel parameters [B, C, H, W, P] for the chosen head
     (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
-    ``sampler`` picks what ``sample`` runs: ``"cached"`` (fast, Ramachandran et al. 2017) or
-    ``"naive"`` (a full pass per sub-pixel); both give identical samples for the same seed.
+    ``sampler`` picks what ``sample`` and ``complete`` run: ``"cached"`` (fast, Ramachandran et
+    al. 2017; ``PixelCNNStepper``) or ``"naive"`` (a full pass per sub-pixel); both give identical
+    samples for the same seed (``argen.models.cached_sampling``).
     """
 
     def __init__(
@@ -68,7 +77,7 @@ class PixelCNN(DensityModel):
         sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
-        self.sampler = cached_sampling.check_sampler(sampler)
+        self.sampler = check_sampler(sampler)
         channels = self.shape[0]
         if hidden_channels < 2 * channels:
             raise ValueError(
@@ -88,10 +97,6 @@ class PixelCNN(DensityModel):
             MaskedConv2d(output_channels, self.head.out_channels, 1, "B", channels),
         )
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Levels 0..K-1 -> [-1, 1]."""
-        return x / (self.num_levels - 1) * 2.0 - 1.0
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Levels [B, C, H, W] -> head parameters [B, C, H, W, P] of every conditional."""
         features = self.output(self.blocks(self.input_conv(self.normalize(x))))
@@ -102,48 +107,53 @@ class PixelCNN(DensityModel):
         self.validate_levels(x)
         return self.head.log_prob(x, self(x))
 
-    def sample(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """``n`` images [n, C, H, W] of float levels, drawn by ``self.sampler``."""
-        return cached_sampling.sample(
-            self, n, device, temperature, generator=generator, sampler=self.sampler
-        )
+    def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> PixelCNNStepper:
+        """Cached sampler (see ``PixelCNNStepper``); ``y`` must be ``None``."""
+        return PixelCNNStepper(self, x, start // (x.shape[1] * x.shape[3]))
 
-    def sample_cached(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Cached sampler: one position per layer per sub-pixel (see ``cached_sampling``)."""
-        return cached_sampling.sample(self, n, device, temperature, generator=generator)
 
-    def sample_naive(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Reference sampler: a full forward pass per sub-pixel, H*W*C passes in raster order."""
-        return cached_sampling.sample(
-            self, n, device, temperature, generator=generator, sampler="naive"
-        )
+class PixelCNNStepper:
+    """Caches of one PixelCNN sampling call: every layer computed at a single pixel.
 
-    def complete(
-        self,
-        x: torch.Tensor,
-        observed_mask: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-    ) -> torch.Tensor:
-        """Sample the unobserved rest of ``x`` given a raster-order prefix (see ``complete``)."""
-        return cached_sampling.complete(
-            self, x, observed_mask, generator, temperature, sampler=self.sampler
-        )
+    Caches the normalized image (the input of the first kxk convolution) and each residual block's
+    input to its kxk convolution, padded and channel-last (about a forward pass' activations).
+    ``argen.models.pixel_ops`` explains why one position per layer suffices.
+    """
+
+    def __init__(self, model: PixelCNN, x: torch.Tensor, row: int) -> None:
+        self.model = model
+        self.first = ConvAt(model.input_conv)
+        self.blocks = []
+        for block in model.blocks:
+            net = block.net
+            if len(net) != 6 or not isinstance(net[3], MaskedConv2d):
+                raise TypeError("cached sampling expects PixelCNN residual blocks")
+            self.blocks.append((pointwise(net[1]), ConvAt(net[3]), pointwise(net[5])))
+        self.output = relu_output_stack(model.output)
+        # Prefill: a full pass over rows 0..row records every cached map, exact at the pixels
+        # before the start (outputs at row r never depend on rows below r).
+        height = x.shape[2]
+        image = model.normalize(x)
+        self.image = self.first.cache(image)
+        self.inner = []
+        h = model.input_conv(image[:, :, : row + 1])
+        for block, (_, window, _) in zip(model.blocks, self.blocks, strict=True):
+            inner = block.net[:3](h)
+            self.inner.append(window.cache(F.pad(inner, (0, 0, 0, height - row - 1))))
+            h = h + block.net[3:](inner)
+
+    def set_level(self, i: int, j: int, k: int, level: torch.Tensor) -> None:
+        value = self.model.normalize(level)
+        self.image[:, i + self.first.top, j + self.first.left, k] = value
+
+    def params(self, i: int, j: int, k: int) -> torch.Tensor:
+        """[B, P] parameters of sub-pixel (k, i, j), writing its activations into the caches."""
+        h = self.first.at(self.image, i, j)
+        for (down, window, up), cache in zip(self.blocks, self.inner, strict=True):
+            inner = torch.relu(linear(torch.relu(h), *down))
+            window.write(cache, i, j, inner)
+            h = h + linear(torch.relu(window.at(cache, i, j)), *up)
+        return pixel_params(self.model.head, apply_relu_stack(self.output, h))[:, k]
+
+    def row_done(self, i: int) -> None:
+        """Nothing to do: PixelCNN has no row-level state."""

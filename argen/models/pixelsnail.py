@@ -31,8 +31,8 @@ Sampling (``sampler="cached"``): after Ramachandran et al. (2017), every layer i
 pixel per generated sub-pixel from caches (padded input maps of the kxk convolutions, and per
 attention block the keys and values of all earlier pixels, appended once a pixel is complete), so
 a sample costs about one forward pass of convolutions plus one attention row per sub-pixel.
-``"naive"`` runs the whole network per sub-pixel. Both draw with ``cached_sampling.draw_levels``
-in the same order, so for the same generator they give the same samples.
+``"naive"`` runs the whole network per sub-pixel. Both run in the one raster loop of
+``argen.models.cached_sampling``, so for the same generator they give the same samples.
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models import cached_sampling
-from argen.models.base import DensityModel
+from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import make_head
-from argen.models.sampling_progress import report_row
+from argen.models.pixel_ops import ConvAt, linear, pixel_params, pointwise
 
 
 def gate(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -199,7 +198,7 @@ class SnailBlock(nn.Module):
         return h + gate(self.attn_gate(F.elu(h)) + self.attention(h, image))
 
 
-class PixelSNAIL(DensityModel):
+class PixelSNAIL(RasterImageModel):
     """Gated causal convolutions with causal self-attention over all earlier pixels.
 
     ``forward(x, y=None)`` returns head parameters [B, C, H, W, P]; ``log_prob(x, y)`` and
@@ -236,9 +235,7 @@ class PixelSNAIL(DensityModel):
         sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
-        if len(self.shape) != 3:
-            raise ValueError(f"shape must be [C, H, W], got {list(shape)}")
-        self.sampler = cached_sampling.check_sampler(sampler)
+        self.sampler = check_sampler(sampler)
         c, height, width = self.shape
         if hidden_channels < c:
             raise ValueError(
@@ -274,28 +271,6 @@ class PixelSNAIL(DensityModel):
         )
         self.output = MaskedConv2d(hidden_channels, self.head.out_channels, 1, "B", c)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Levels 0..K-1 -> [-1, 1]."""
-        return x / (self.num_levels - 1) * 2.0 - 1.0
-
-    def _check_labels(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-        """Labels as a LongTensor [batch] for a conditional model, ``None`` otherwise."""
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError("this PixelSNAIL is unconditional (num_classes=None); pass y=None")
-            return None
-        if y is None:
-            raise ValueError(
-                f"this PixelSNAIL is class-conditional: pass labels y of shape [{batch}]"
-            )
-        if not isinstance(y, torch.Tensor) or y.dtype not in (torch.long, torch.int, torch.int16):
-            raise ValueError("labels y must be an integer tensor")
-        if y.shape != (batch,):
-            raise ValueError(f"labels y must have shape [{batch}], got {list(y.shape)}")
-        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes - 1}]")
-        return y.long()
-
     def _features(
         self, image: torch.Tensor, y: torch.Tensor | None, record: list | None = None
     ) -> torch.Tensor:
@@ -315,155 +290,13 @@ class PixelSNAIL(DensityModel):
         self.validate_levels(x)
         return self.head.log_prob(x, self(x, y))
 
-    # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def _fill(
-        self,
-        x: torch.Tensor,
-        observed: torch.Tensor,
-        start: int,
-        y: torch.Tensor | None,
-        temperature: float,
-        generator: torch.Generator | None,
-        sampler: str,
-    ) -> torch.Tensor:
-        """Sample sub-pixels ``start ..`` (raster order, R, G, B) of ``x`` in place; dropout is
-        off while sampling."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        cached_sampling.check_sampler(sampler)
-        was_training = self.training
-        self.eval()
-        try:
-            return self._fill_in_eval(x, observed, start, y, temperature, generator, sampler)
-        finally:
-            self.train(was_training)
-
-    def _fill_in_eval(
-        self,
-        x: torch.Tensor,
-        observed: torch.Tensor,
-        start: int,
-        y: torch.Tensor | None,
-        temperature: float,
-        generator: torch.Generator | None,
-        sampler: str,
-    ) -> torch.Tensor:
-        c, height, width = self.shape
-        if start >= x[0].numel():
-            return x
-        stepper = (
-            _Stepper(self, x, y) if cached_sampling.check_sampler(sampler) == "cached" else None
-        )
-        for pixel in range(start // c, height * width):
-            i, j = divmod(pixel, width)
-            for k in range(start - pixel * c if pixel == start // c else 0, c):
-                if stepper is None:
-                    params = self(x, y)[:, k, i, j]
-                else:
-                    params = stepper.params(i, j)[:, k]
-                value = cached_sampling.draw_levels(self.head, params, temperature, generator)
-                value = torch.where(observed[:, k, i, j], x[:, k, i, j], value)
-                x[:, k, i, j] = value
-                if stepper is not None:
-                    stepper.set_level(i, j, k, value)
-            if stepper is not None:
-                stepper.pixel_done(i, j)
-            if j == width - 1:
-                report_row(i + 1, height)
-        return x
-
-    def sample(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        temperature: float = 1.0,
-        y: torch.Tensor | int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: str | None = None,
-    ) -> torch.Tensor:
-        """``n`` images [n, C, H, W] of float levels, drawn by ``sampler`` (default
-        ``self.sampler``). For a class-conditional model ``y`` is a label, a tensor of ``n``
-        labels, or ``None`` to draw labels uniformly at random."""
-        weight = self.output.weight
-        device = weight.device if device is None else torch.device(device)
-        labels = cached_sampling.resolve_labels(self, n, y, device, generator)
-        x = torch.zeros(n, *self.shape, device=device, dtype=weight.dtype)
-        observed = torch.zeros_like(x, dtype=torch.bool)
-        chosen = sampler or self.sampler
-        return self._fill(x, observed, 0, labels, temperature, generator, chosen)
-
-    def sample_cached(self, n: int, **kwargs) -> torch.Tensor:
-        """Cached sampler (see the module docstring)."""
-        return self.sample(n, sampler="cached", **kwargs)
-
-    def sample_naive(self, n: int, **kwargs) -> torch.Tensor:
-        """Reference sampler: a full forward pass per sub-pixel, H*W*C passes in raster order."""
-        return self.sample(n, sampler="naive", **kwargs)
-
-    def complete(
-        self,
-        x: torch.Tensor,
-        observed_mask: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        y: torch.Tensor | int | None = None,
-        sampler: str | None = None,
-    ) -> torch.Tensor:
-        """Sample the unobserved rest of ``x`` given a raster-order prefix (as PixelCNN's
-        ``complete``: ``observed_mask`` broadcasts to ``x``; observed values are kept)."""
-        dtype = self.output.weight.dtype
-        self.validate_levels(x)
-        lengths = cached_sampling.observed_prefix_lengths(observed_mask, tuple(x.shape))
-        observed = observed_mask.to(device=x.device, dtype=torch.bool).expand(x.shape)
-        filled = torch.where(observed, x, torch.zeros_like(x)).to(dtype)
-        labels = cached_sampling.resolve_labels(self, x.shape[0], y, x.device, generator)
-        start = int(lengths.min()) if lengths.numel() else filled[0].numel()
-        chosen = sampler or self.sampler
-        out = self._fill(filled, observed, start, labels, temperature, generator, chosen)
-        return out.to(x.dtype)
+    def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> PixelSNAILStepper:
+        """Cached sampler (see ``PixelSNAILStepper``)."""
+        return PixelSNAILStepper(self, x, y)
 
 
 # --------------------------------------------------------------------------- cached sampling
-def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return x @ weight_t if bias is None else torch.addmm(bias, x, weight_t)
-
-
-def _pointwise(conv: MaskedConv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A masked 1x1 convolution as (weight [in, out], bias)."""
-    weight = conv.weight * conv.mask
-    return weight.flatten(1).t().contiguous(), conv.bias
-
-
-class _ConvAt:
-    """A masked kxk convolution evaluated at one pixel of a channel-last zero-padded cache.
-
-    Only kernel rows up to the centre row are used: the mask cuts every row below it.
-    """
-
-    def __init__(self, conv: MaskedConv2d) -> None:
-        rows = conv.centre[0] + 1
-        weight = (conv.weight * conv.mask)[:, :, :rows]  # [out, in, rows, kw]
-        self.weight_t = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
-        self.bias = conv.bias
-        self.rows, self.cols = rows, weight.shape[3]
-        self.left, self.top = conv._pad[0], conv._pad[2]
-        self.pad = conv._pad
-
-    def cache(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] -> padded channel-last [B, H + pads, W + pads, C]."""
-        return F.pad(features, self.pad).permute(0, 2, 3, 1).contiguous()
-
-    def write(self, cache: torch.Tensor, i: int, j: int, value: torch.Tensor) -> None:
-        cache[:, i + self.top, j + self.left] = value
-
-    def at(self, cache: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """Output [B, out] at pixel (i, j)."""
-        window = cache[:, i : i + self.rows, j : j + self.cols].reshape(cache.shape[0], -1)
-        return _linear(window, self.weight_t, self.bias)
-
-
-class _Stepper:
+class PixelSNAILStepper:
     """Caches of one PixelSNAIL sampling call; computes every layer at a single pixel.
 
     Why one pixel per layer suffices: every activation at pixel p depends only on sub-pixels at
@@ -473,8 +306,8 @@ class _Stepper:
 
     def __init__(self, model: PixelSNAIL, x: torch.Tensor, y: torch.Tensor | None) -> None:
         self.model = model
-        self.width = model.shape[2]
-        self.first = _ConvAt(model.input_conv)
+        self.colours, self.width = model.shape[0], model.shape[2]
+        self.first = ConvAt(model.input_conv)
         image = model.normalize(x)
         record: list[torch.Tensor] = []
         model._features(image, y, record)  # prefill: exact before the first sampled sub-pixel
@@ -483,13 +316,13 @@ class _Stepper:
         for block in model.blocks:
             residuals = []
             for residual in block.residuals:
-                conv = _ConvAt(residual.conv)
+                conv = ConvAt(residual.conv)
                 label = None if residual.label_bias is None else residual.label_bias(y)
                 cache = conv.cache(record.pop(0))
-                residuals.append((conv, _pointwise(residual.gate_conv), label, cache))
+                residuals.append((conv, pointwise(residual.gate_conv), label, cache))
             attention = block.attention
             keys, values = attention.keys_values(record.pop(0), image)
-            query = _pointwise(attention.query)
+            query = pointwise(attention.query)
             query_pos = attention.query_pos(attention.coords.to(image.dtype))  # [N, C*h*dk]
             self.blocks.append(
                 {
@@ -499,42 +332,47 @@ class _Stepper:
                     "query_pos": query_pos,
                     "keys": keys.contiguous(),
                     "values": values.contiguous(),
-                    "gate": _pointwise(block.attn_gate),
-                    "out": _pointwise(attention.out),
+                    "gate": pointwise(block.attn_gate),
+                    "out": pointwise(attention.out),
                     "input": None,
                 }
             )
-        self.output = _pointwise(model.output)
+        self.output = pointwise(model.output)
 
     def set_level(self, i: int, j: int, k: int, level: torch.Tensor) -> None:
         self.image[:, i + self.first.top, j + self.first.left, k] = self.model.normalize(level)
+        if k == self.colours - 1:
+            self._pixel_done(i, j)
 
-    def params(self, i: int, j: int) -> torch.Tensor:
-        """[B, C, P] parameters at pixel (i, j), writing its activations into the caches."""
+    def row_done(self, i: int) -> None:
+        """Nothing to do: the attention caches grow pixel by pixel (``set_level``)."""
+
+    def params(self, i: int, j: int, k: int) -> torch.Tensor:
+        """[B, P] parameters of sub-pixel (k, i, j), writing its activations into the caches."""
         pixel = i * self.width + j
         h = self.first.at(self.image, i, j)
         for block in self.blocks:
             for conv, (weight, bias), label, cache in block["residuals"]:
                 conv.write(cache, i, j, F.elu(h))
-                pre = _linear(F.elu(conv.at(cache, i, j)), weight, bias)
+                pre = linear(F.elu(conv.at(cache, i, j)), weight, bias)
                 h = h + gate(pre if label is None else pre + label)
             block["input"] = h
             attention = block["attention"]
             b, c, heads = h.shape[0], attention.num_colours, attention.num_heads
             out = h.new_zeros(b, c * heads * attention.value_channels)
             if pixel > 0:
-                query = _linear(h, *block["query"]) + block["query_pos"][pixel]
+                query = linear(h, *block["query"]) + block["query_pos"][pixel]
                 query = query.view(b, c, heads, attention.key_channels).transpose(1, 2)
                 keys = block["keys"][:, :, :pixel]
                 values = block["values"][:, :, :pixel]
                 attended = F.scaled_dot_product_attention(query, keys, values)  # [B, h, C, dv]
                 out = attended.transpose(1, 2).reshape(b, -1)  # colour-major
-            pre = _linear(F.elu(h), *block["gate"]) + _linear(F.elu(out), *block["out"])
+            pre = linear(F.elu(h), *block["gate"]) + linear(F.elu(out), *block["out"])
             h = h + gate(pre)
-        features = _linear(F.elu(h), *self.output)
-        return self.model.head.params(features[:, :, None, None])[:, :, 0, 0]
+        features = linear(F.elu(h), *self.output)
+        return pixel_params(self.model.head, features)[:, k]
 
-    def pixel_done(self, i: int, j: int) -> None:
+    def _pixel_done(self, i: int, j: int) -> None:
         """All colours of (i, j) are set: append its keys and values to every attention cache."""
         pixel = i * self.width + j
         image = self.image[:, i + self.first.top, j + self.first.left]  # [B, C]
