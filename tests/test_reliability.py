@@ -27,6 +27,9 @@ TINY = [
     "callbacks.rich_progress_bar=null",
     "callbacks.image_logger.num_images=4",
     "summary.num_samples=0",
+    # one optimizer step per training_step, so the test callbacks act at an exact global step
+    # (tests/test_amortized_steps.py kills and resumes runs with several steps per call)
+    "model.module.steps_per_call=1",
 ]
 
 
