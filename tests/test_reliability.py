@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 
 import pytest
 import torch
@@ -60,7 +61,16 @@ def test_same_seed_same_numbers_and_resume_after_sigkill_matches(tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert not read_summaries(killed)
     wandb_id = (run_dir / "wandb_run_id").read_text().strip()
-    run_train(killed, *with_wandb, f"hydra.run.dir={run_dir}", "ckpt_path=auto")
+    # The killed job's W&B service can outlive it for a moment and still hold the run id ("run ID
+    # ... is in use"); a requeued job that meets this simply runs again.
+    for _ in range(4):
+        result = run_train(
+            killed, *with_wandb, f"hydra.run.dir={run_dir}", "ckpt_path=auto", check=False
+        )
+        if result.returncode == 0 or "is in use" not in result.stderr:
+            break
+        time.sleep(10)
+    assert result.returncode == 0, result.stderr[-3000:]
     (resumed,) = read_summaries(killed)
     assert abs(resumed["test_nll"] - a["test_nll"]) < 1e-4, (resumed["test_nll"], a["test_nll"])
     assert resumed["wandb_run"].endswith(wandb_id), "the resumed run continues the same W&B run"
@@ -68,10 +78,10 @@ def test_same_seed_same_numbers_and_resume_after_sigkill_matches(tmp_path):
     # The killed part never finished and lost its last records: it is marked, and the resumed part
     # alone holds every epoch's validation NLL (epochs 0, 1 and 2).
     parts = sorted((run_dir / "wandb").glob(f"offline-run-*-{wandb_id}"))
-    assert len(parts) == 2
-    dead, alive = parts
-    assert (dead / "ARGEN_DEAD_PART.txt").exists() and not (alive / "ARGEN_DEAD_PART.txt").exists()
-    assert (alive / "argen_exit_code").read_text().strip() == "0"
+    alive = parts[-1]
+    assert len(parts) >= 2 and (alive / "argen_exit_code").read_text().strip() == "0"
+    assert not (alive / "ARGEN_DEAD_PART.txt").exists()
+    assert (parts[0] / "ARGEN_DEAD_PART.txt").exists(), "the killed part is marked"
     records = subprocess.run(
         ["wandb", "leet", "inspect", "--json", str(alive)],
         capture_output=True,
