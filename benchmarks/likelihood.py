@@ -37,6 +37,14 @@ EXPERIMENTS = sorted(
 )
 
 
+def max_time(minutes: float) -> str:
+    """Lightning's ``DD:HH:MM:SS`` for a budget in minutes (its minutes field stops at 59)."""
+    total = int(round(minutes * 60))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def single_mask_test_nll(checkpoint: Path, data_dir: str | None) -> float:
     """Test NLL of a multi-mask MADE checkpoint with its first mask alone."""
     import torch
@@ -77,12 +85,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    minutes = int(args.minutes)
-    seconds = int(round((args.minutes - minutes) * 60))
     log_dir = Path(args.log_dir) / args.experiment
     overrides = [
         f"experiment={args.experiment}",
-        f"trainer.max_time=00:00:{minutes:02d}:{seconds:02d}",
+        f"trainer.max_time={max_time(args.minutes)}",
         "logger=csv",
         "callbacks.rich_progress_bar=null",
         f"paths.log_dir={log_dir}",
