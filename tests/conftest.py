@@ -87,6 +87,17 @@ def read_summaries(tmp_path: Path) -> list[dict]:
 
 
 @pytest.fixture(autouse=True)
+def no_shared_wandb_service():
+    """W&B stores its service's address in ``WANDB_SERVICE`` once a test starts a run in this
+    process; every subprocess started afterwards would then join that one long-lived service, which
+    keeps a SIGKILLed job's run id registered ("run ID ... is in use" for the resumed job). Each
+    ``train.py`` a test starts gets a service of its own, as a job of a user's does."""
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
+
+
+@pytest.fixture(autouse=True)
 def single_thread():
     """Tiny tensors run far faster on one thread, above all on a shared 2-core machine."""
     import torch
