@@ -14,7 +14,12 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -224,7 +229,12 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
     callbacks += [throughput, ConfigInCheckpoint(config), RNGState(), EpochHistory()]
     if uses_wandb:
         callbacks.append(ParamsInConfig())
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    extra = {}
+    if not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        # callbacks.rich_progress_bar=null means no bar: Lightning would add its own unthrottled
+        # one, whose refresh thread fails without a bar of the config's to read from.
+        extra["enable_progress_bar"] = False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     return trainer, throughput
 
 

@@ -292,6 +292,22 @@ def test_run_output_is_each_line_once_and_ends_with_the_result(tmp_path):
     assert wandb_record(run_dir)["summary"]["test/nll"] == pytest.approx(summary["test_nll"])
 
 
+@pytest.mark.parametrize("bar", ["keep", "null"])
+def test_the_progress_bar_is_the_configs_or_none(bar):
+    """``callbacks.rich_progress_bar=null`` (the benchmarks' and tests' runs) leaves no bar: the
+    one Lightning would add instead redraws every batch and its thread failed at every refresh."""
+    from argen.callbacks.progress import ThrottledRichProgressBar
+    from argen.run import build_trainer
+
+    overrides = ["logger=csv", "trainer.accelerator=cpu"]
+    cfg = compose(*overrides, *(["callbacks.rich_progress_bar=null"] if bar == "null" else []))
+    trainer, _ = build_trainer(cfg, {})
+    if bar == "null":
+        assert trainer.progress_bar_callback is None
+    else:
+        assert isinstance(trainer.progress_bar_callback, ThrottledRichProgressBar)
+
+
 # ------------------------------------------------------------------ 8. slow samplers show progress
 def test_raster_sampling_reports_rows_and_can_be_abandoned(caplog):
     import logging
