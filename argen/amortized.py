@@ -14,6 +14,8 @@ optimization closure, logging bookkeeping): an eighth to a sixth of a MADE or FV
   (plateau ones with their monitored value, after validation), and the step loss written to the
   logger at the logger's steps; the per-step callback hooks (``on_before_zero_grad``,
   ``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``) run at every step.
+  Only the non-finite-loss check waits for the end of the group (it still names the first bad
+  step, and no checkpoint is written in between).
 
 ``trainer.global_step`` counts optimizer steps as before (every ``LightningOptimizer.step`` counts
 one), and so does the logger's step axis. What a group changes is what Lightning calls a batch:
@@ -225,15 +227,17 @@ class GroupStepper:
     """Runs a ``BatchGroup`` as ordinary optimizer steps inside one ``training_step``.
 
     Args:
-        module: the LightningModule (manual optimization).
-        loss_of: ``loss_of(batch, batch_idx)``: the step's loss (forward, checks, logging).
+        module: the LightningModule (manual optimization), with ``_inputs``, ``_loss``,
+            ``_record`` and ``_check_finite`` as ``DensityModule`` has them.
+        loss_of: ``loss_of(batch)``: the step's loss (forward, running sums, logging); the
+            losses of a group are checked for non-finite values once, at its end.
         schedules: the module's LR schedulers (Lightning does not step them in manual mode).
     """
 
     def __init__(
         self,
         module: L.LightningModule,
-        loss_of: Callable[[Any, int], torch.Tensor],
+        loss_of: Callable[[Any], torch.Tensor],
         schedules: list[Schedule],
         cuda_graph: bool = False,
     ) -> None:
@@ -300,8 +304,7 @@ class GroupStepper:
                 self._step_schedules("step", index + 1, plateau=True)
         if not losses:
             return None
-        if self.graph is not None:
-            module._check_finite(torch.stack(losses), first_step, first)
+        module._check_finite(torch.stack(losses), first_step, first)
         # Lightning counts this call as one batch that stepped, after it writes the step's logs
         # (as for the last step of the group): leave the count one short of global_step.
         epoch_loop._batches_that_stepped = trainer.global_step - 1
@@ -310,7 +313,7 @@ class GroupStepper:
     def _ordinary_step(self, inputs: Any, index: int, optimizer) -> torch.Tensor:
         """One step as Lightning's automatic loop takes it, hooks included."""
         module, trainer = self.module, self.module.trainer
-        loss = self.loss_of(inputs, index)
+        loss = self.loss_of(inputs)
         # the ordinary loop's closure: zero_grad (with its hooks), backward, then the step
         call._call_callback_hooks(trainer, "on_before_zero_grad", optimizer)
         if defines_hook(module, L.LightningModule, "on_before_zero_grad"):
@@ -324,7 +327,7 @@ class GroupStepper:
         """``_ordinary_step`` without Lightning's dispatch, when it would call nothing else
         (``calls_nothing_per_step``): backward, the module's clipping, the step, its count."""
         module, trainer = self.module, self.module.trainer
-        loss = self.loss_of(inputs, index)
+        loss = self.loss_of(inputs)
         raw = optimizer.optimizer
         module.optimizer_zero_grad(trainer.current_epoch, index, raw)
         loss.backward()

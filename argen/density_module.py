@@ -143,6 +143,14 @@ class DensityModule(L.LightningModule):
         self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
         return loss
 
+    def _group_step_loss(self, batch) -> torch.Tensor:
+        """A step's loss in a group of steps (``argen.amortized``): summed and logged as in
+        ``_batch_loss``; the group checks its losses for non-finite values once, at its end."""
+        x, kwargs = self._inputs(batch)
+        loss, loss_per_example = self._loss(x, kwargs)
+        self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
+        return loss
+
     def _loss(self, x: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean training loss and the per-example losses of model inputs ``x``."""
         if hasattr(self.net, "training_loss"):
@@ -253,7 +261,7 @@ class DensityModule(L.LightningModule):
             manual=not self.automatic_optimization,
         )
         self._stepper = GroupStepper(
-            self, self._batch_loss, schedules_of(config), cuda_graph=self.cuda_graph
+            self, self._group_step_loss, schedules_of(config), cuda_graph=self.cuda_graph
         )
         return config
 

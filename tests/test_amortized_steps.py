@@ -113,6 +113,7 @@ def fit(
             "enable_model_summary": False,
             "default_root_dir": tmp_path,
             "callbacks": [
+                *options.pop("callbacks", []),
                 throughput,
                 *([StepHooks()] if step_hooks else []),
                 RNGState(),  # as train.py: a resumed run draws the same random numbers
@@ -196,13 +197,23 @@ def test_cuda_graph_is_a_no_op_off_the_gpu_and_its_recorded_step_matches(tmp_pat
     assert graphed[2] == ordinary[2] and graphed[1].global_step == ordinary[1].global_step
 
 
-def test_a_non_finite_loss_names_its_step_when_checked_for_a_group():
-    module = DensityModule(
-        MADE(SHAPE, hidden_sizes=[8]), optimizer=functools.partial(torch.optim.Adam)
-    )
-    module._check_finite(torch.tensor([1.0, 2.0]), first_step=10, first_batch=3)
-    with pytest.raises(FloatingPointError, match="global step 11, epoch 0, batch 4"):
-        module._check_finite(torch.tensor([1.0, float("nan"), 2.0]), first_step=10, first_batch=3)
+class PoisonBeforeStep(L.Callback):
+    """Set a weight to NaN as optimizer step ``step - 1`` is applied: step ``step``'s loss is NaN."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.step - 1:
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("nan")
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_a_non_finite_loss_inside_a_group_names_its_step(tmp_path, steps_per_call):
+    """The group checks its losses once, at its end (steps 4..7 here), naming the first bad one."""
+    with pytest.raises(FloatingPointError, match="global step 6, epoch 0, batch 6"):
+        fit(tmp_path, steps_per_call, callbacks=[PoisonBeforeStep(6)])
 
 
 def test_a_checkpoint_resumes_in_the_other_loop_with_its_step_count(tmp_path):
