@@ -3,15 +3,11 @@ metrics and sampling glue around any network that honours the ``log_prob``/``sam
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import MeanMetric
 
 from argen.amortized import (
     GroupStepper,
@@ -22,12 +18,13 @@ from argen.amortized import (
     only_clips,
 )
 from argen.completion import complete_top_half
-from argen.optim import OptimizerFactory, SchedulerFactory, configure_optimizers, schedules_of
-from argen.step_logging import is_logging_step
+from argen.modules.base import ARModule
+from argen.optim import OptimizerFactory, SchedulerFactory, schedules_of
 
 
-class DensityModule(L.LightningModule):
-    """Trains ``net`` by maximum likelihood and reports exact NLL in nats/example and bits/dim.
+class DensityModule(ARModule):
+    """Trains ``net`` by maximum likelihood and reports exact NLL in nats/example and bits/dim
+    (``argen.modules.base``: ``train/loss``, ``{split}/nll``, ``{split}/bits_per_dim``).
 
     Args:
         net: a density model (``log_prob(x) -> [B]`` nats, ``sample(n)``); if it defines
@@ -58,7 +55,7 @@ class DensityModule(L.LightningModule):
         steps_per_call: int = 1,
         cuda_graph: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, scheduler_interval, num_dims=int(net.num_dims))
         if int(steps_per_call) < 1:
             raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
         self.steps_per_call = int(steps_per_call)
@@ -69,26 +66,8 @@ class DensityModule(L.LightningModule):
         self._stepper: GroupStepper | None = None
         self.channels_last = channels_last
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
         self.conditional = conditional
-        self.num_dims = int(net.num_dims)
-        self.nll = nn.ModuleDict({s: MeanMetric() for s in ("train_", "val_", "test_")})
         self._val_examples: tuple[torch.Tensor, dict] | None = None
-        # The epoch's training NLL as a running (sum, count): a torchmetrics update every step
-        # cost ~60 us, 1-2 % of a MADE step on a CPU; the metric gets the total once an epoch.
-        self._train_nll_sum: torch.Tensor | None = None
-        self._train_count = 0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name around every hook it calls (some 40 times a batch in its
-        # automatic loop); torch's Module.__setattr__ first checks the value against Parameter,
-        # Module and Buffer, about 3 us a time on a CPU. It is a plain string attribute.
-        if name == "_current_fx_name":
-            self.__dict__[name] = value
-        else:
-            super().__setattr__(name, value)
 
     # ----------------------------------------------------------------- steps
     def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
@@ -106,9 +85,6 @@ class DensityModule(L.LightningModule):
     def log_prob(self, batch) -> torch.Tensor:
         x, kwargs = self._inputs(batch)
         return self.net.log_prob(x, **kwargs)
-
-    def bits_per_dim(self, nll_nats: torch.Tensor) -> torch.Tensor:
-        return nll_nats / (self.num_dims * math.log(2))
 
     def setup(self, stage: str) -> None:
         """Choose the training loop of this fit: groups of ``steps_per_call`` batches with manual
@@ -174,35 +150,21 @@ class DensityModule(L.LightningModule):
 
     def _record(self, loss: torch.Tensor, loss_sum: torch.Tensor, count: int) -> None:
         """Add a step to the epoch's running train/nll and log its loss on the logger's steps."""
-        self._train_nll_sum = (
-            loss_sum if self._train_nll_sum is None else self._train_nll_sum + loss_sum
-        )
-        self._train_count += count
-        if is_logging_step(self):
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self._add_train(loss_sum, count)
+        self._log_step_loss(loss)
+
+    def _add_nll(self, split: str, batch) -> None:
+        nll = -self.log_prob(batch)
+        self._add(split, nll.sum(), nll.numel())
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if batch_idx == 0:  # a few images kept for completions in the image logger
             x, kwargs = self._inputs(batch)
             self._val_examples = (x[:64], {k: v[:64] for k, v in kwargs.items()})
-        self.nll["val_"].update(-self.log_prob(batch))
+        self._add_nll("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.nll["test_"].update(-self.log_prob(batch))
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        """Log the exact mean NLL of the epoch and its bits/dim, then reset.
-
-        ``MeanMetric`` keeps (sum, count) and syncs both across processes, so every example counts
-        exactly once, a partial last batch included.
-        """
-        metric = self.nll[f"{stage}_"]
-        if not metric.update_called:
-            return
-        nll = metric.compute()
-        metric.reset()
-        self.log(f"{stage}/nll", nll, prog_bar=True)
-        self.log(f"{stage}/bits_per_dim", self.bits_per_dim(nll), prog_bar=stage != "train")
+        self._add_nll("test", batch)
 
     def on_train_start(self) -> None:
         carry_step_count(self.trainer)
@@ -215,20 +177,9 @@ class DensityModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._stepper is not None and not self.automatic_optimization:
             self._stepper.after_last_step()
-        if self._train_count:
-            # a weighted update keeps (sum, count), so the DDP sync still averages every example
-            mean = self._train_nll_sum / self._train_count
-            self.nll["train_"].update(mean, weight=self._train_count)
-            self._train_nll_sum, self._train_count = None, 0
-        self._log_epoch_metrics("train")
+        super().on_train_epoch_end()  # train/nll, train/bits_per_dim
         if self._stepper is not None and not self.automatic_optimization:
             self._stepper.after_epoch()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
 
     # -------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -253,15 +204,12 @@ class DensityModule(L.LightningModule):
         return samples, (time.perf_counter() - start) / n
 
     def configure_optimizers(self):
-        config = configure_optimizers(
-            self.parameters(),
-            self.optimizer_factory,
-            self.scheduler_factory,
-            self.scheduler_interval,
-            manual=not self.automatic_optimization,
-        )
+        config = super().configure_optimizers()
         self._stepper = GroupStepper(
-            self, self._group_step_loss, schedules_of(config), cuda_graph=self.cuda_graph
+            self,
+            self._group_step_loss,
+            schedules_of(config, self.monitor),
+            cuda_graph=self.cuda_graph,
         )
         return config
 

@@ -5,10 +5,10 @@ Lightning always passes ``anonymous=None`` to ``wandb.init``, which makes every 
 with argen's own line (run directory, test NLL, the ``wandb sync`` hint when offline).
 
 When the W&B run starts, its metrics are defined once (``define_dashboard_metrics``): validation
-NLL, bits/dim, bits/char (and the autoencoder's reconstruction loss) summarise as their minimum (so
-the runs table sorts by the best epoch, not the last), training throughput as its mean, and image
-grids and text samples are stepped by ``epoch``, so W&B's media slider walks through training one
-validation at a time.
+NLL and bits/dim (bits/char for text: the names are the same in every family) and the
+autoencoder's reconstruction loss summarise as their minimum (so the runs table sorts by the best
+epoch, not the last), training throughput as its mean, and image grids and text samples are
+stepped by ``epoch``, so W&B's media slider walks through training one validation at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 GLOBAL_STEP = "trainer/global_step"  # Lightning's x-axis for every metric
 EPOCH = "epoch"  # logged by Lightning with every metric, and by argen with every media panel
-SUMMARY_MIN = ("val/nll", "val/bits_per_dim", "val/bpc", "val/recon_loss")  # recon: autoencoder
+SUMMARY_MIN = ("val/nll", "val/bits_per_dim", "val/recon_loss")  # recon: autoencoder
 SUMMARY_MEAN = ("train/examples_per_sec",)
 # Media logged once per validation: stepped by epoch. The globs cover any future key; the exact
 # names are defined too, because an exact definition always takes precedence over Lightning's "*".

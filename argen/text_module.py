@@ -2,14 +2,16 @@
 (``TextDataModule``): Char-RNN or the Char Transformer, which share one interface
 (``forward(tokens, state) -> (logits, state)``, ``log_prob``, ``log_prob_windowed``, ``sample``).
 
-Metrics (all per character, so "val/nll" is comparable across runs and is what checkpoints
-monitor): "train/nll" (nats/char, per step) and "train/nll_epoch", "val/nll" and "test/nll"
-(nats/char), "val/bpc" and "test/bpc" (bits/char), "val/unknown_chars" and "test/unknown_chars"
-(characters of the split that were unseen in training). Val/test sums are kept in torchmetrics
+Metrics are those of every family (``argen.modules.base``), with a character as the example
+and as the dimension, so "val/nll" is comparable across runs and is what checkpoints monitor:
+"train/loss" (nats/char, per logged step), "{split}/nll" (nats/char) and "{split}/bits_per_dim"
+(bits/char) for train, val and test, plus "val/unknown_chars" and "test/unknown_chars"
+(characters of the split that were unseen in training). The sums are kept in torchmetrics
 ``SumMetric``s, so they reduce exactly across DDP ranks; evaluation scores each stream of the
 split from BOS to its end, carrying the model's state (the RNN's hidden state, the
 Transformer's context) across windows of ``eval_window`` characters (see ``argen.data.text`` for
-the stream layout).
+the stream layout). The validation sample is drawn here and logged by
+``argen.callbacks.text_samples``.
 
 The character vocabulary is stored in every checkpoint (``checkpoint["vocab"]``) and restored
 on load, so a checkpoint alone is enough to decode samples.
@@ -17,54 +19,25 @@ on load, so a checkpoint alone is enough to decode samples.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import SumMetric
 
 from argen.data.text import CharVocab
 from argen.models.char_rnn import CharRNN
 from argen.models.char_transformer import CharTransformer
-from argen.optim import configure_optimizers
-from argen.step_logging import is_logging_step
+from argen.modules.base import ARModule
 
 VOCAB_KEY = "vocab"
+EVAL_SPLITS = ("val", "test")
 
 
-class _NatsPerChar(nn.Module):
-    """Total nats, characters and unknown characters of a split, as DDP-reducible sums."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.nats = SumMetric()
-        self.chars = SumMetric()
-        self.unknown = SumMetric()
-
-    def update(self, nats: torch.Tensor, chars: torch.Tensor, unknown: torch.Tensor) -> None:
-        self.nats.update(nats)
-        self.chars.update(chars)
-        self.unknown.update(unknown)
-
-    def compute(self) -> dict[str, torch.Tensor] | None:
-        """{"nll", "bpc", "unknown_chars"} since the last reset; None if nothing was seen."""
-        chars = self.chars.compute()
-        if chars.item() == 0:
-            return None
-        nll = self.nats.compute() / chars
-        return {"nll": nll, "bpc": nll / math.log(2), "unknown_chars": self.unknown.compute()}
-
-    def reset(self) -> None:
-        for metric in (self.nats, self.chars, self.unknown):
-            metric.reset()
-
-
-class CharRNNModule(LightningModule):
+class CharRNNModule(ARModule):
     """Train a ``CharRNN`` or ``CharTransformer`` by maximum likelihood (mean NLL per character).
 
     Args:
@@ -95,17 +68,14 @@ class CharRNNModule(LightningModule):
         eval_window: int = 512,
         vocab: CharVocab | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer or partial(torch.optim.Adam, lr=2e-3), scheduler, num_dims=1)
         # Only plain values go into the checkpoint's hyper-parameters (the optimizer factories
         # are functools.partial objects, which torch.load(weights_only=True) refuses).
         self.save_hyperparameters(logger=False, ignore=["net", "vocab", "optimizer", "scheduler"])
-        self.optimizer_factory = optimizer or partial(torch.optim.Adam, lr=2e-3)
-        self.scheduler_factory = scheduler
         self.net = net
         self.vocab = CharVocab.from_dict(vocab) if isinstance(vocab, dict) else vocab
-        self.train_metric = _NatsPerChar()
-        self.val_metric = _NatsPerChar()
-        self.test_metric = _NatsPerChar()
+        # characters of each evaluation split unseen in training (DDP-reducible sums)
+        self.unknown = nn.ModuleDict({s: SumMetric(nan_strategy="disable") for s in EVAL_SPLITS})
         self.last_sample: str | None = None  # the latest validation sample ...
         self.last_sample_step: int | None = None  # ... and the global step it was drawn at
 
@@ -145,46 +115,34 @@ class CharRNNModule(LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         logits, _ = self.net(batch)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.reshape(-1))
-        count = torch.tensor(batch.numel(), device=batch.device)
-        self.train_metric.update(loss.detach() * count, count, torch.zeros_like(count))
-        if is_logging_step(self):
-            self.log("train/nll", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self._add_train(loss.detach() * batch.numel(), batch.numel())
+        self._log_step_loss(loss)
         return loss
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: _NatsPerChar) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
         tokens, mask = batch
         log_prob = self.net.log_prob_windowed(tokens, self.hparams.eval_window, mask)
-        unknown = ((tokens == CharVocab.unk_id) & mask).sum()
-        metric.update(-log_prob.sum(), mask.sum(), unknown)
+        self._add(split, -log_prob.sum(), mask.sum())
+        self.unknown[split].update(((tokens == CharVocab.unk_id) & mask).sum())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metric)
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metric)
+        self._eval_step(batch, "test")
 
-    def _log_split(self, prefix: str, metric: _NatsPerChar) -> None:
-        values = metric.compute()  # already reduced over ranks by torchmetrics
-        metric.reset()
-        if values is None:
-            return
-        for name, value in values.items():
-            # sync_dist=True only averages identical values; it avoids Lightning's DDP warning.
-            self.log(f"{prefix}/{name}", value.float(), sync_dist=True, prog_bar=name == "nll")
-
-    def on_train_epoch_end(self) -> None:
-        values = self.train_metric.compute()
-        self.train_metric.reset()
-        if values is not None:
-            self.log("train/nll_epoch", values["nll"].float(), sync_dist=True)
+    def split_metrics(self, split: str, mean: torch.Tensor) -> dict[str, torch.Tensor]:
+        """nll and bits_per_dim per character, and the evaluation splits' unknown characters."""
+        metrics = super().split_metrics(split, mean)
+        if split in self.unknown:
+            metrics["unknown_chars"] = self.unknown[split].compute()  # summed over ranks
+            self.unknown[split].reset()
+        return metrics
 
     def on_validation_epoch_end(self) -> None:
-        self._log_split("val", self.val_metric)
+        super().on_validation_epoch_end()
         if not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            self._log_sample()
-
-    def on_test_epoch_end(self) -> None:
-        self._log_split("test", self.test_metric)
+            self._draw_sample()
 
     # ------------------------------------------------------------------ samples
     def generate_text(
@@ -220,7 +178,7 @@ class CharRNNModule(LightningModule):
         texts = [prime + self.vocab.decode(row) for row in ids]
         return texts if num is not None else texts[0]
 
-    def _log_sample(self) -> None:
+    def _draw_sample(self) -> None:
         """Draw the validation sample into ``last_sample``; ``argen.callbacks.text_samples``
         logs it (the module itself never calls W&B)."""
         if self.vocab is None or self.hparams.sample_length <= 0:
@@ -234,9 +192,3 @@ class CharRNNModule(LightningModule):
             seed=self.global_step,
         )
         self.last_sample, self.last_sample_step = text, self.global_step
-
-    # ------------------------------------------------------------------ optimisation
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(
-            self.parameters(), self.optimizer_factory, self.scheduler_factory
-        )

@@ -215,8 +215,8 @@ def test_text_module_trains_scores_and_samples_the_transformer():
     assert torch.isfinite(loss) and net.head.weight.grad is not None
     stream = vocab.encode("abc cab bca\nabc abc cab\n")[None]
     mask = torch.ones_like(stream, dtype=torch.bool)
-    module._eval_step((stream, mask), module.val_metric)
-    nll = module.val_metric.compute()["nll"]
+    module._eval_step((stream, mask), "val")
+    nll = module.split_means["val_"].compute()
     torch.testing.assert_close(nll, -net.log_prob(stream)[0] / stream.shape[1])
     text = module.generate_text(30, prime="abc", temperature=0.8, top_k=3, seed=1)
     assert text.startswith("abc") and len(text) == 33

@@ -88,7 +88,8 @@ def test_split_nll_is_exact_sum_over_characters(tmp_path, streams):
             if streams == 1:
                 assert nats == pytest.approx(-net.log_prob(tokens[None]).item(), rel=1e-6)
         assert metrics[f"{split}/nll"] == pytest.approx(nats / len(tokens), rel=1e-5)
-        assert metrics[f"{split}/bpc"] == pytest.approx(nats / len(tokens) / math.log(2), rel=1e-5)
+        bits = nats / len(tokens) / math.log(2)  # bits per character: a character is a dimension
+        assert metrics[f"{split}/bits_per_dim"] == pytest.approx(bits, rel=1e-5)
         assert metrics[f"{split}/unknown_chars"] == dm.unknown_counts[split]
     assert dm.unknown_counts["test"] == 2
 

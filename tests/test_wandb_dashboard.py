@@ -259,7 +259,7 @@ def test_text_samples_are_one_table_row_per_validation(tmp_path, monkeypatch):
     finally:
         finish_wandb()
     record, records = read_back(tmp_path / "wandb")
-    assert record["summary"]["val/bpc"].keys() == {"min"}  # text's bits/char: best epoch
+    assert record["summary"]["val/bits_per_dim"].keys() == {"min"}  # text's bits/char: best epoch
     table = record["summary"]["samples/text"]
     assert table["_type"] == "table-file" and table["nrows"] == 2
     assert step_metrics(records)["samples/text"] == "epoch"
