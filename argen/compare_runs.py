@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from argen.summary import FAILED, FINISHED, RunSummary, from_json, status_of
+from argen.summary import FAILED, FINISHED, RunSummary, from_json, is_text, status_of
 from argen.summary import INTERRUPTED as INTERRUPTED  # re-exported for argen.compare
 
 INCOMPLETE = "incomplete"
@@ -184,20 +184,17 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def _from_summary(summary: RunSummary) -> dict[str, Any]:
     """The RunRecord metric fields of a summary (``argen.summary``'s keys)."""
-    bpd = number(summary.get("test_bits_per_dim"))
-    if bpd is None:
-        bpd = number(summary.get("test_bpc"))
     return {
         "seed": integer(summary.get("seed")),
         "params": integer(summary.get("params")),
         "test_nll": number(summary.get("test_nll")),
-        "test_bpd": bpd,
+        "test_bpd": number(summary.get("test_bits_per_dim")),  # bits/char for text runs
         "test_recon_loss": number(summary.get("test_recon_loss")),
         "train_examples_per_sec": number(summary.get("train_examples_per_sec")),
         "sample_seconds_per_example": number(summary.get("sample_seconds_per_example")),
         "train_seconds": number(summary.get("train_seconds")),
         "epochs": integer(summary.get("epochs")),
-        "is_text": summary.get("test_bpc") is not None,
+        "is_text": is_text(summary),  # older text summaries too (argen.summary.from_json)
     }
 
 

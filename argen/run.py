@@ -38,7 +38,7 @@ from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
 from argen.quiet import quiet_libraries
-from argen.summary import FINISHED, RunSummary
+from argen.summary import FINISHED, RunSummary, is_text
 from argen.summary import to_json as summary_json
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
 
@@ -326,9 +326,10 @@ def report_end(summary: dict[str, Any], output_dir: Path, sync_hint: str | None)
     """The run's last line: where it is, its test result, and how to upload it when offline."""
     parts = [f"Run {output_dir}"]
     if summary.get("test_nll") is not None:
-        unit, per = ("nats/char", "bits/char") if "test_bpc" in summary else ("nats", "bits/dim")
-        bits = summary.get("test_bpc", summary.get("test_bits_per_dim"))
-        parts.append(f"test NLL {summary['test_nll']:.4f} {unit} ({bits:.4f} {per})")
+        unit, per = ("nats/char", "bits/char") if is_text(summary) else ("nats", "bits/dim")
+        bits = summary.get("test_bits_per_dim")
+        bits_text = f" ({bits:.4f} {per})" if bits is not None else ""
+        parts.append(f"test NLL {summary['test_nll']:.4f} {unit}{bits_text}")
     elif summary.get("test_recon_loss") is not None:
         parts.append(f"test reconstruction loss {summary['test_recon_loss']:.4f}")
     if sync_hint:
@@ -348,6 +349,7 @@ def summarize(
     summary = RunSummary(
         model=cfg.model.name,
         data=cfg.data.name,
+        data_kind=str(getattr(module, "data_kind", "image")),  # "text": per-character units
         seed=int(cfg.seed),
         params=count_parameters(module),
         epochs=int(trainer.current_epoch),
@@ -397,11 +399,13 @@ PLAIN_SUMMARY_KEYS = (
 
 
 def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """The W&B run summary entries of ``summary``: every number as ``summary/<key>`` (what
-    ``argen.compare wandb:...`` reads), and the headline ones as plain keys: ``params``,
+    """The W&B run summary entries of ``summary``: every number, and ``data_kind``, as
+    ``summary/<key>`` (what ``argen.compare wandb:...`` reads), and the headline ones as plain keys: ``params``,
     ``train_examples_per_sec``, ``sample_seconds_per_example``, ... and ``test/<metric>``."""
     numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)}
     entries = {f"summary/{k}": v for k, v in numbers.items()}
+    if "data_kind" in summary:  # the one text value compare needs: what the units count
+        entries["summary/data_kind"] = summary["data_kind"]
     entries.update({k: numbers[k] for k in PLAIN_SUMMARY_KEYS if k in numbers})
     entries.update(
         {f"test/{k[len('test_') :]}": v for k, v in numbers.items() if k.startswith("test_")}

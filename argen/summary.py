@@ -3,12 +3,16 @@
 A flat JSON object, one definition for both sides (:class:`RunSummary`). Besides the fixed keys
 below it holds one ``val_<metric>`` (the best value of the monitored validation metric, e.g.
 ``val_nll``) and one ``test_<metric>`` per test metric (``test_nll``, ``test_bits_per_dim``,
-``test_bpc``, ``test_recon_loss``, ...), all in the units the README documents. Non-finite numbers
-are written as ``null``.
+``test_recon_loss``, ``test_unknown_chars``, ...), all in the units the README documents.
+``data_kind`` says what those units count: ``"text"`` means nats per character and bits per
+character (a character is both the example and the dimension). Non-finite numbers are written
+as ``null``.
 
 ``version`` says which layout a file has. Files written before it existed have none and read as
-version 0, whose keys are those of version 1: they load unchanged. A file from a newer argen is
-refused with a message rather than misread.
+version 0, whose keys are those of version 1. Version 2 renamed text runs' ``test_bpc`` to
+``test_bits_per_dim`` and added ``data_kind``: older text summaries are read with their
+``*_bpc`` keys renamed and ``data_kind: "text"``, every other file loads unchanged. A file from a
+newer argen is refused with a message rather than misread.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 LEGACY_VERSION = 0  # summary.json files written before the version field
+TEXT = "text"  # data_kind of character models: nats and bits per character
+OLD_BITS_SUFFIX = "_bpc"  # text runs' bits per character before version 2
 FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
 METRIC_PREFIXES = ("val_", "test_")
 
@@ -29,6 +35,7 @@ class RunSummary(TypedDict, total=False):
     version: int  # SUMMARY_VERSION when written; LEGACY_VERSION for files without it
     model: str  # model.name
     data: str  # data.name
+    data_kind: str  # "image" or TEXT: the LightningModule's data_kind (version 2 on)
     seed: int
     params: int  # trainable and frozen parameters of the LightningModule
     epochs: int  # epochs trained (the trainer's current_epoch at the end)
@@ -69,7 +76,32 @@ def from_json(data: Any) -> RunSummary:
             f"summary.json version {version} is newer than this argen reads "
             f"(up to {SUMMARY_VERSION}); update argen"
         )
-    return RunSummary(**{**data, "version": version})  # version 0's keys are version 1's
+    record = {**data, "version": version}  # version 0's keys are version 1's
+    if version < 2:
+        record = _renamed_bpc(record)
+    return RunSummary(**record)
+
+
+def _renamed_bpc(record: dict[str, Any]) -> dict[str, Any]:
+    """A version 0 or 1 record with text's ``<split>_bpc`` keys read as ``<split>_bits_per_dim``
+    (the same numbers: bits per character) and ``data_kind: "text"``; others unchanged."""
+    old = [k for k in record if k.startswith(METRIC_PREFIXES) and k.endswith(OLD_BITS_SUFFIX)]
+    if not old:
+        return record
+    renamed: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in old:
+            key = key[: -len(OLD_BITS_SUFFIX)] + "_bits_per_dim"
+            if key in record:
+                continue  # the file has the new key too: it wins
+        renamed[key] = value
+    renamed.setdefault("data_kind", TEXT)
+    return renamed
+
+
+def is_text(summary: Mapping[str, Any]) -> bool:
+    """Whether the summary's NLL and bits are per character (a character model's run)."""
+    return summary.get("data_kind") == TEXT
 
 
 def metrics(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def test_runs_as_module(tmp_path):
 def test_one_table_per_dataset_with_text_units(tmp_path):
     write_run(tmp_path, "a", "made", "binarized_mnist", 1, metrics(90.0, 0.17, 10.0, 0.1))
     write_run(tmp_path, "b", "pixelcnn", "cifar10", 1, metrics(7000.0, 3.2, 10.0, 2.0))
-    text_summary = {**metrics(1.1, 1.587, 10.0, 0.01), "test_bpc": 1.587}
+    text_summary = {**metrics(1.1, 1.587, 10.0, 0.01), "data_kind": "text"}
     write_run(tmp_path, "c", "char_rnn", "tinyshakespeare", 1, text_summary)
     tables = aggregate(collect_runs([tmp_path]))
     assert {data: [r.model for r in rows] for data, rows in tables.items()} == {

@@ -1,5 +1,6 @@
 """summary.json: one typed, versioned layout (``argen.summary``) written by ``argen.run`` and read by
-``argen.compare``; files written before the version field load unchanged."""
+``argen.compare``; files written before the version field load unchanged, and older text
+summaries (``test_bpc``) load with the current names."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import pytest
 
 from argen.compare_runs import INCOMPLETE, flatten_config, read_run_dir
 from argen.run import write_summary
-from argen.summary import LEGACY_VERSION, SUMMARY_VERSION, from_json, metrics, status_of, to_json
+from argen.summary import (
+    LEGACY_VERSION,
+    SUMMARY_VERSION,
+    TEXT,
+    from_json,
+    is_text,
+    metrics,
+    status_of,
+    to_json,
+)
+from tests.compare_fakes import ROOT, write_run
 from tests.compare_fakes import metrics as fake_metrics
-from tests.compare_fakes import write_run
 
 FINISHED_RUN = {
     "model": "made",
@@ -72,6 +82,37 @@ def test_compare_reads_old_and_new_summaries_alike(tmp_path, version):
     assert record.test_nll == 90.0 and record.test_bpd == 0.166
     assert record.train_examples_per_sec == 100.0 and record.sample_seconds_per_example == 0.5
     assert record.params == 1000 and record.epochs == 2 and not record.is_text
+
+
+@pytest.mark.parametrize("version", [None, 1])
+def test_an_old_text_summary_with_test_bpc_loads_as_bits_per_character(tmp_path, version):
+    """Text runs wrote ``test_bpc`` before version 2 (now ``test_bits_per_dim`` and
+    ``data_kind: "text"``): compare still reads them, with per-character units."""
+    old = {"val_nll": 1.48, "test_nll": 1.585, "test_bpc": 2.2867, "test_unknown_chars": 0.0}
+    summary = old if version is None else {"version": version, **old}
+    read = from_json(summary)
+    assert read["test_bits_per_dim"] == 2.2867 and "test_bpc" not in read
+    assert is_text(read) and read["version"] == (version or LEGACY_VERSION)
+    assert list(metrics(read)) == ["val_nll", "test_nll", "test_bits_per_dim", "test_unknown_chars"]
+    record = read_run_dir(write_run(tmp_path, "run", "char_rnn", "tinyshakespeare", 1, summary))
+    assert record.status == "finished" and record.is_text
+    assert record.test_nll == 1.585 and record.test_bpd == 2.2867
+
+
+def test_the_committed_text_results_still_read_as_text():
+    """results/tinyshakespeare keeps summaries written with ``test_bpc``: they stay as they are."""
+    for path in sorted((ROOT / "results" / "tinyshakespeare").glob("*/summary.json")):
+        raw = json.loads(path.read_text())
+        assert "test_bpc" in raw  # the file itself is not rewritten
+        record = read_run_dir(path.parent)
+        assert record.is_text and record.test_bpd == raw["test_bpc"]
+
+
+def test_a_new_text_summary_says_its_kind():
+    new = to_json({"data_kind": TEXT, "test_nll": 1.5, "test_bits_per_dim": 2.16})
+    assert new["version"] == SUMMARY_VERSION == 2
+    assert is_text(from_json(json.loads(json.dumps(new))))
+    assert not is_text(from_json(FINISHED_RUN))
 
 
 def test_compare_lists_a_summary_from_a_newer_argen_as_unreadable(tmp_path):
