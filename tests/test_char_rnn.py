@@ -17,15 +17,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and far faster on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(vocab_size: int = 4, seed: int = 0, **kwargs) -> CharRNN:
     torch.manual_seed(seed)
     kwargs.setdefault("hidden_size", 8)

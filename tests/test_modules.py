@@ -40,15 +40,6 @@ EXPECTED = {  # family -> (names after fit, names of test)
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and far faster on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def trainer(**kwargs) -> L.Trainer:
     defaults = {
         "accelerator": "cpu",

@@ -21,15 +21,6 @@ SHAKESPEARE = DATA_DIR / "tinyshakespeare" / "input.txt"
 WORDS = ["the", "king", "shall", "speak", "and", "we", "hear", "him", "now", "good", "lord"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and far faster on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def corpus(n_words: int = 400, seed: int = 0, extra: str = "") -> str:
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(n_words)) + extra
