@@ -4,7 +4,8 @@
 #      fp32 eager, bf16-mixed eager and bf16-mixed compiled; cached vs naive sampling on the GPU;
 #   2. the paper set-ups on fixed binarized MNIST with the data on the device and bf16-mixed, each
 #      for a fixed slice of the remaining time: Gated PixelCNN, PixelCNN, Row LSTM, then MADE's
-#      released single-mask set-up (experiment=made_paper) and NADE.
+#      released single-mask set-up (experiment=made_paper), NADE, and MADE's 32-mask,
+#      2 x 8000 connectivity-agnostic set-up (experiment=made_paper_32_masks, mixture NLL).
 # Every run's summary.json, CSV metrics and log land under OUT_DIR (default logs/benchmarks/gpu);
 # OUT_DIR/summary.txt collects the headline numbers.
 #
@@ -49,8 +50,8 @@ timeout "${timeout_s:-90}" python benchmarks/sampling_speed.py --device "$device
 
 # 2. Paper set-ups. Each gets a share of what is left of 9.5 minutes (Lightning's max_time stops
 #    training; testing the best checkpoint and timing samples follow within the same timeout).
-experiments=(gated_pixelcnn_binarized_mnist pixelcnn_binarized_mnist row_lstm_binarized_mnist made_paper nade_binarized_mnist)
-shares=(30 20 20 20 10)   # percent of the remaining time
+experiments=(gated_pixelcnn_binarized_mnist pixelcnn_binarized_mnist row_lstm_binarized_mnist made_paper nade_binarized_mnist made_paper_32_masks)
+shares=(25 15 15 20 10 15)   # percent of the remaining time
 left=$(( 570 - ($(date +%s) - start) ))
 for i in "${!experiments[@]}"; do
   experiment="${experiments[$i]}"

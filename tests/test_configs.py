@@ -60,7 +60,7 @@ def test_every_model_and_dataset_pair_has_an_experiment():
     assert expected <= names("experiment")
 
 
-PAPER_SETUPS = {p for p in names("experiment") if p.endswith("_paper")}
+PAPER_SETUPS = {p for p in names("experiment") if p.startswith("made_paper")}
 
 
 @pytest.mark.parametrize(
@@ -85,6 +85,21 @@ def test_made_paper_is_the_released_single_mask_setup():
     assert optimizer._target_ == "torch.optim.Adagrad" and optimizer.lr == 0.01
     assert cfg.data.datamodule.batch_size == 100
     assert cfg.callbacks.early_stopping.patience == 30
+
+
+def test_made_paper_32_masks_differs_only_in_connectivity_agnostic_training():
+    """The paper's 86.64-nat figure: 2 x 8000, 32 masks, random orderings, the 32-mask mixture."""
+    single, agnostic = (
+        compose_train("experiment=made_paper"),
+        compose_train("experiment=made_paper_32_masks"),
+    )
+    net = agnostic.model.module.net
+    assert list(net.hidden_sizes) == [8000, 8000] and net.num_masks == 32
+    assert net.ordering == "random" and net.num_eval_masks is None  # the mixture of all 32
+    for config in (single, agnostic):
+        del config.model.module.net.hidden_sizes, config.model.module.net.num_masks
+        del config.model.module.net.ordering, config.tags
+    assert single == agnostic
 
 
 def test_compare_experiment_sweeps_every_density_model():
