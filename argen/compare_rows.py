@@ -114,15 +114,22 @@ def _key_rank(key: str) -> tuple[int, str]:
 
 def label_keys(variants: Sequence[tuple[str, ...]], keys: Sequence[str]) -> list[int]:
     """Indices into ``keys`` of a small set of keys whose values still tell every variant apart:
-    greedily the key that separates the most variants (model settings first on ties)."""
+    greedily the key that separates the most variants; on ties a key every variant sets before
+    one that older configs lack (``unset`` says nothing about the run), then model settings."""
     chosen: list[int] = []
 
     def distinct(indices: list[int]) -> int:
         return len({tuple(v[i] for i in indices) for v in variants})
 
+    def unset_somewhere(i: int) -> bool:
+        return any(v[i] == UNSET for v in variants)
+
     while distinct(chosen) < len(set(variants)):
         rest = [i for i in range(len(keys)) if i not in chosen]
-        best = min(rest, key=lambda i: (-distinct(chosen + [i]), _key_rank(keys[i])))
+        best = min(
+            rest,
+            key=lambda i: (-distinct(chosen + [i]), unset_somewhere(i), _key_rank(keys[i])),
+        )
         chosen.append(best)
     return sorted(chosen, key=lambda i: _key_rank(keys[i]))
 

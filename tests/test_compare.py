@@ -20,7 +20,7 @@ from argen.compare import (
     collect_runs,
     unfinished,
 )
-from argen.compare_rows import label_keys, show_value
+from argen.compare_rows import UNSET, label_keys, show_value
 from tests.compare_fakes import ROOT, metrics, offline_env, rendered, table_row, write_run
 
 # Two models x two seeds on one dataset; the seeds also differ in settings that do not matter.
@@ -121,6 +121,14 @@ def test_label_keys_greedy_choice():
     three = [("1", "0.001", "5"), ("8", "0.001", "5"), ("8", "0.0001", "5")]
     assert label_keys(three, keys) == [0, 1]
     assert show_value('"random"') == "random" and show_value("[500, 500]") == "[500,500]"
+
+
+def test_a_setting_older_configs_lack_does_not_label_variants():
+    """A key added to the configs later (cuda_graph) splits old runs from new ones as well as
+    their real difference does, but "unset" says nothing: the real difference labels them."""
+    keys = ["model.module.cuda_graph", "model.module.net.hidden_sizes"]
+    runs = [(UNSET, "[500]"), ("false", "[8000]")]
+    assert label_keys(runs, keys) == [1]
 
 
 def test_config_yaml_beside_summary_labels_variants(tmp_path):
