@@ -26,8 +26,10 @@ from argen.callbacks.throughput import Throughput
 from argen.data.image import ImageDataModule
 from argen.data.in_memory import TensorBatches
 from argen.density_module import DensityModule
+from argen.models.gated_pixelcnn import GatedPixelCNN
 from argen.models.made import MADE
 from argen.models.nade import NADE
+from argen.models.pixelcnn import PixelCNN
 from tests.conftest import needs_data, run_train, train_in_process
 
 SHAPE = (1, 4, 4)
@@ -76,6 +78,8 @@ NETS = {
     "made": lambda: MADE(SHAPE, hidden_sizes=[8], num_masks=2, ordering="random"),  # cycled
     "made_one_mask": lambda: MADE(SHAPE, hidden_sizes=[8], ordering="random"),
     "nade": lambda: NADE(SHAPE, hidden_size=8, order_agnostic=True),  # random orderings
+    "pixelcnn": lambda: PixelCNN(SHAPE, hidden_channels=8, num_layers=2),
+    "gated_pixelcnn": lambda: GatedPixelCNN(SHAPE, hidden_channels=8, num_layers=2),
 }
 
 
@@ -167,8 +171,18 @@ PLATEAU = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience
         },
         # max_steps inside an epoch (a group is cut there, no extra validation) and 7 batches
         {"max_steps": 19, "limit_train_batches": 7, "scheduler": STEP_LR},
+        # the convolutional models, which group 4 steps by default
+        {"net": "pixelcnn", "gradient_clip_val": 0.05, "scheduler": STEP_LR, "interval": "step"},
+        {"net": "gated_pixelcnn", "scheduler": PLATEAU},
     ],
-    ids=["clip-step-lr", "clip-step-lr-direct", "nade-bf16-plateau", "max-steps-limit"],
+    ids=[
+        "clip-step-lr",
+        "clip-step-lr-direct",
+        "nade-bf16-plateau",
+        "max-steps-limit",
+        "pixelcnn-clip-step-lr",
+        "gated-plateau",
+    ],
 )
 def test_groups_give_bit_identical_parameters_logs_and_counts(tmp_path, options):
     ordinary = fit(tmp_path / "ordinary", 1, **dict(options))
