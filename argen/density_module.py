@@ -112,16 +112,14 @@ class DensityModule(ARModule):
         return self._stepper.run(batch, batch_idx)
 
     def _batch_loss(self, batch, batch_idx: int) -> torch.Tensor:
-        """One ordinary batch's training loss (checked, summed for train/nll, logged)."""
-        x, kwargs = self._inputs(batch)
-        loss, loss_per_example = self._loss(x, kwargs)
+        """One ordinary batch's training loss, checked for a non-finite value at once."""
+        loss = self._step_loss(batch)
         self._check_finite(loss.unsqueeze(0), self.global_step, batch_idx)
-        self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
         return loss
 
-    def _group_step_loss(self, batch) -> torch.Tensor:
-        """A step's loss in a group of steps (``argen.amortized``): summed and logged as in
-        ``_batch_loss``; the group checks its losses for non-finite values once, at its end."""
+    def _step_loss(self, batch) -> torch.Tensor:
+        """A step's training loss, summed for train/nll and logged. Unchecked: a group of steps
+        (``argen.amortized``) checks its losses once, at its end."""
         x, kwargs = self._inputs(batch)
         loss, loss_per_example = self._loss(x, kwargs)
         self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
@@ -207,7 +205,7 @@ class DensityModule(ARModule):
         config = super().configure_optimizers()
         self._stepper = GroupStepper(
             self,
-            self._group_step_loss,
+            self._step_loss,
             schedules_of(config, self.monitor),
             cuda_graph=self.cuda_graph,
         )

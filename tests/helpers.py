@@ -68,3 +68,19 @@ class SigtermWhileSampling(L.Callback):
             with open(self.out, "w") as f:
                 f.write("0")
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+def record_draws(monkeypatch) -> list[torch.Tensor]:
+    """The parameters of every draw the raster sampling loop makes, in order: it draws through
+    ``argen.models.cached_sampling.draw_levels`` only, for cached and naive sampling alike."""
+    from argen.models import cached_sampling
+
+    seen: list[torch.Tensor] = []
+    original = cached_sampling.draw_levels
+
+    def recording(head, params, temperature=1.0, generator=None):
+        seen.append(params.clone())
+        return original(head, params, temperature, generator)
+
+    monkeypatch.setattr(cached_sampling, "draw_levels", recording)
+    return seen

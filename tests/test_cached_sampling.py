@@ -14,6 +14,7 @@ from argen.models.cached_sampling import complete, observed_prefix_lengths
 from argen.models.gated_pixelcnn import GatedPixelCNN
 from argen.models.pixelcnn import PixelCNN
 from tests.ar_checks import all_discrete
+from tests.helpers import record_draws
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,19 +65,6 @@ def tiny_gated(shape, levels, head="auto", **kwargs) -> GatedPixelCNN:
 
 def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def record_draws(monkeypatch) -> list[torch.Tensor]:
-    """Record the parameters of every draw both samplers make (they share ``draw_levels``)."""
-    seen: list[torch.Tensor] = []
-    original = cached_sampling.draw_levels
-
-    def recording(head, params, temperature=1.0, generator=None):
-        seen.append(params.clone())
-        return original(head, params, temperature, generator)
-
-    monkeypatch.setattr(cached_sampling, "draw_levels", recording)
-    return seen
 
 
 def params_in_raster_order(model, x: torch.Tensor, y=None) -> torch.Tensor:

@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argen.models import attention, cached_sampling
+from argen.models import attention
 from argen.models.attention import CausalTransformer, KVCache
 from argen.models.image_transformer import ImageTransformer
 from argen.models.sampling_progress import on_row
 from tests.ar_checks import all_discrete, assert_autoregressive, assert_normalized, raster_order
 from tests.conftest import needs_data
+from tests.helpers import record_draws
 from tests.test_pixelsnail import train_then_resume
 
 CONFIGS = [
@@ -143,14 +144,7 @@ def test_float32_samples_and_cache_agree_with_a_full_pass(monkeypatch):
     """Every cached draw uses the parameters a full forward pass gives on the final sample."""
     shape = (3, 3, 3)
     model = tiny(shape, 4, "categorical", std=0.2).float()
-    seen: list[torch.Tensor] = []
-    original = cached_sampling.draw_levels
-
-    def recording(head, params, temperature=1.0, generator=None):
-        seen.append(params.clone())
-        return original(head, params, temperature, generator)
-
-    monkeypatch.setattr(cached_sampling, "draw_levels", recording)
+    seen = record_draws(monkeypatch)
     samples = model.sample_cached(4, generator=seeded(0))
     assert samples.dtype == torch.float32
     full = model.to_sequence(model(samples))

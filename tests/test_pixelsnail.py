@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from argen.models import cached_sampling
 from argen.models.pixelsnail import PixelSNAIL
 from argen.models.sampling_progress import on_row
 from tests.ar_checks import all_discrete, assert_autoregressive, assert_normalized, raster_order
 from tests.conftest import needs_data, train_in_process
+from tests.helpers import record_draws
 
 # (shape, num_levels, head): grey binary with every head, RGB binary, RGB with 3 levels.
 CONFIGS = [
@@ -192,14 +192,7 @@ def test_cached_params_match_a_full_forward_pass(monkeypatch):
     """Every draw of the cached sampler uses the parameters a full pass gives on its result."""
     shape = (3, 2, 3)
     model = tiny(shape, 4, "categorical")
-    seen: list[torch.Tensor] = []
-    original = cached_sampling.draw_levels
-
-    def recording(head, params, temperature=1.0, generator=None):
-        seen.append(params.clone())
-        return original(head, params, temperature, generator)
-
-    monkeypatch.setattr(cached_sampling, "draw_levels", recording)
+    seen = record_draws(monkeypatch)
     samples = model.sample_cached(4, generator=seeded(0))
     full = model(samples)  # [B, C, H, W, P]
     expected = [full[:, k, i, j] for i in range(2) for j in range(3) for k in range(3)]

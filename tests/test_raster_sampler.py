@@ -13,6 +13,7 @@ from argen.models.cached_sampling import RasterImageModel, RasterStepper
 from argen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from argen.models.sampling_progress import on_row
 from tests.ar_checks import all_discrete
+from tests.helpers import record_draws
 from tests.test_raster_samples import MODELS, _build
 
 
@@ -24,19 +25,6 @@ def labels_for(model: RasterImageModel, n: int) -> dict[str, torch.Tensor]:
     if model.num_classes is None:
         return {}
     return {"y": torch.arange(n) % model.num_classes}
-
-
-def record_draws(monkeypatch) -> list[torch.Tensor]:
-    """The parameters of every draw the loop makes (it draws through ``draw_levels`` only)."""
-    seen: list[torch.Tensor] = []
-    original = cached_sampling.draw_levels
-
-    def recording(head, params, temperature=1.0, generator=None):
-        seen.append(params.clone())
-        return original(head, params, temperature, generator)
-
-    monkeypatch.setattr(cached_sampling, "draw_levels", recording)
-    return seen
 
 
 @pytest.mark.parametrize("name", MODELS)
