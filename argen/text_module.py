@@ -44,7 +44,9 @@ class CharRNNModule(ARModule):
         net: the model.
         optimizer: callable taking ``params`` (e.g. ``partial(torch.optim.Adam, lr=2e-3)``);
             Adam with lr 2e-3 when None.
-        scheduler: optional callable taking ``optimizer``; stepped per epoch on "val/nll".
+        scheduler: optional callable taking ``optimizer`` (a plateau scheduler watches "val/nll").
+        scheduler_interval: ``"epoch"`` or ``"step"``: when the scheduler steps (per optimizer
+            step for a warm-up and cosine schedule, ``argen.optim.warmup_cosine``).
         sample_length: characters generated after each validation (0 disables it).
         sample_prime: text the sample continues ("" starts from BOS).
         temperature, top_k: sampling settings for those samples.
@@ -61,6 +63,7 @@ class CharRNNModule(ARModule):
         net: CharRNN | CharTransformer,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
         sample_length: int = 200,
         sample_prime: str = "\n",
         temperature: float = 1.0,
@@ -68,7 +71,12 @@ class CharRNNModule(ARModule):
         eval_window: int = 512,
         vocab: CharVocab | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(optimizer or partial(torch.optim.Adam, lr=2e-3), scheduler, num_dims=1)
+        super().__init__(
+            optimizer or partial(torch.optim.Adam, lr=2e-3),
+            scheduler,
+            scheduler_interval,
+            num_dims=1,
+        )
         # Only plain values go into the checkpoint's hyper-parameters (the optimizer factories
         # are functools.partial objects, which torch.load(weights_only=True) refuses).
         self.save_hyperparameters(logger=False, ignore=["net", "vocab", "optimizer", "scheduler"])
@@ -174,6 +182,7 @@ class CharRNNModule(ARModule):
             top_k=top_k,
             generator=generator,
             device=self.device,
+            exclude=(self.vocab.unk_id,),  # the unknown symbol is no character to print
         )
         texts = [prime + self.vocab.decode(row) for row in ids]
         return texts if num is not None else texts[0]

@@ -29,6 +29,7 @@ from argen.optim import (
     MONITOR,
     OptimizerFactory,
     SchedulerFactory,
+    check_interval,
     configure_optimizers,
 )
 from argen.step_logging import is_logging_step
@@ -90,7 +91,8 @@ class ARModule(L.LightningModule):
     Args:
         optimizer: factory called with the parameters, e.g. ``partial(torch.optim.Adam, lr=1e-3)``.
         scheduler: optional factory called with the optimizer.
-        scheduler_interval: ``"epoch"`` or ``"step"``.
+        scheduler_interval: ``"epoch"`` or ``"step"`` (after every optimizer step: what
+            ``argen.optim.warmup_cosine`` expects), for every family alike.
         num_dims: dimensions of one example, the ``D`` of bits/dim (1 for a character).
     """
 
@@ -107,7 +109,7 @@ class ARModule(L.LightningModule):
         super().__init__()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
+        self.scheduler_interval = check_interval(scheduler_interval)  # refused before training
         self.num_dims = int(num_dims)
         self.split_means = nn.ModuleDict({_key(s): SplitMean() for s in SPLITS})
         # The epoch's training total as a running (sum, count): a torchmetrics update every step
