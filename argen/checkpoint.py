@@ -1,4 +1,5 @@
-"""Rebuild a trained model from a checkpoint alone, loading tensors only (no pickled code runs)."""
+"""Checkpoints: written atomically during training, and read back (tensors only, no pickled code
+runs) to rebuild a trained model."""
 
 from __future__ import annotations
 
@@ -7,14 +8,39 @@ from typing import Any
 
 import lightning as L
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from hydra.utils import instantiate
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from argen.atomic import atomic_file
 from argen.callbacks.config_in_checkpoint import CONFIG_KEY
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used, with the file named and the reason."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, with local files written by ``argen.atomic``: the checkpoint
+    goes to a temporary file beside its final name and is renamed once complete.
+
+    Lightning's own writer stages the file in the system's temporary directory and moves it over,
+    which across file systems is a copy into the final name: a full disk left a truncated
+    ``best-*.ckpt`` that looked valid. Here a failed write leaves the previous file of that name
+    (``last.ckpt``) and every other checkpoint as they were, and raises ``DiskFullError`` naming
+    the file when the disk is full. Remote paths (``s3://``, ...) keep Lightning's writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        with atomic_file(Path(path), "wb") as handle:
+            torch.save(checkpoint, handle)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

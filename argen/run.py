@@ -25,15 +25,16 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from argen.atomic import atomic_write
 from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
 from argen.callbacks.epoch_history import EpochHistory
 from argen.callbacks.images import RowProgress
 from argen.callbacks.rng_state import RNGState
 from argen.callbacks.throughput import Throughput
-from argen.checkpoint import CheckpointError, read_checkpoint
+from argen.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from argen.config_checks import check_config, checkpoint_identity
 from argen.cpu_memory import keep_freed_memory
-from argen.errors import ConfigError
+from argen.errors import ConfigError, DiskFullError
 from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
@@ -199,7 +200,7 @@ def remember_wandb_run(trainer: L.Trainer, output_dir: Path) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / WANDB_ID_FILE).write_text(logger.experiment.id)
+            atomic_write(output_dir / WANDB_ID_FILE, logger.experiment.id)
 
 
 def stop_status(exc: BaseException) -> tuple[str, int]:
@@ -234,6 +235,8 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
         # callbacks.rich_progress_bar=null means no bar: Lightning would add its own unthrottled
         # one, whose refresh thread fails without a bar of the config's to read from.
         extra["enable_progress_bar"] = False
+    if not cfg.trainer.get("plugins"):
+        extra["plugins"] = [AtomicCheckpointIO()]  # a full disk never leaves a partial checkpoint
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     return trainer, throughput
 
@@ -309,7 +312,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "error": " ".join(f"{type(exc).__name__}: {exc}".split()),
             "output_dir": str(output_dir),
         }
-        write_summary(record, output_dir, trainer)
+        try:
+            write_summary(record, output_dir, trainer)
+        except DiskFullError:
+            pass  # the earlier summary.json stays whole; the error below says the disk is full
         finish_wandb(exit_code=code)
         if status == "interrupted":
             rank_zero_info(
@@ -378,7 +384,7 @@ def summarize(
 
 def keep_previous_summary(path: Path) -> None:
     """Move an existing ``summary.json`` aside (``summary.1.json``, ...) so no record is lost when a
-    run directory is resumed."""
+    run directory is resumed. A rename: it needs no free space."""
     if not path.exists():
         return
     number = 1
@@ -416,12 +422,12 @@ def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
 @rank_zero_only
 def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer | None) -> None:
     """Write ``summary.json`` (``argen.summary``'s layout, keeping an earlier file) and the run's
-    W&B summary entries."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    W&B summary entries. The file is written whole before it takes the name (``argen.atomic``):
+    when the disk is full the earlier ``summary.json`` stays as it was (``DiskFullError``)."""
     path = output_dir / "summary.json"
-    keep_previous_summary(path)
     record = summary_json(summary)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write(path, text, before_replace=lambda: keep_previous_summary(path))
     entries = wandb_summary({k: v for k, v in record.items() if k != "version"})
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):

@@ -16,6 +16,8 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from argen.atomic import atomic_write
+
 HISTORY_KEY = "argen_epoch_history"
 FINISHED_MARKER = "argen_exit_code"  # written beside a W&B run part that ended normally
 DEAD_MARKER = "ARGEN_DEAD_PART.txt"
@@ -71,10 +73,11 @@ def mark_dead_parts(current: Path) -> list[Path]:
         if part == current or part.is_symlink() or (part / FINISHED_MARKER).exists():
             continue
         if not (part / DEAD_MARKER).exists():
-            (part / DEAD_MARKER).write_text(
+            atomic_write(
+                part / DEAD_MARKER,
                 f"This part of W&B run {run_id} ended without finishing (the process was killed). "
                 f"The run was resumed in {current.name}, which logs the complete epoch history "
-                "again.\n"
+                "again.\n",
             )
         dead.append(part)
     return dead
