@@ -1,5 +1,5 @@
 """Per-step learning-rate schedules for every family, and weight decay on matrices only
-(``argen.optim``): what the Transformer set-ups of conf/experiment/char_*.yaml rely on."""
+(``argen.optim``): what the Transformer set-ups of conf/experiment/step_schedule/ rely on."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def test_decay_only_moves_matrices():
 
 
 @pytest.mark.parametrize(
-    "experiment", ["char_transformer_nanogpt_cpu", "char_rnn_tinyshakespeare_cosine"]
+    "experiment", ["step_schedule/char_transformer", "step_schedule/char_rnn"]
 )
 def test_text_experiments_build_a_per_step_schedule(experiment):
     """The experiment files compose, and their optimizer and scheduler build and step per step."""
@@ -181,5 +181,5 @@ def test_text_experiments_build_a_per_step_schedule(experiment):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(peak * module_cfg.scheduler.min_ratio)
-    if experiment.startswith("char_transformer"):
+    if experiment.endswith("char_transformer"):
         assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
