@@ -177,11 +177,28 @@ def complete_images(
     return out
 
 
+def unknown_prime_note(module: L.LightningModule, prime: str | None) -> str | None:
+    """One line naming the characters of ``prime`` outside the model's vocabulary (they all
+    become its unknown symbol, which the model conditions on but never samples); else None."""
+    vocab = getattr(module, "vocab", None)
+    unknown = vocab.unknown_chars(prime) if prime and vocab is not None else {}
+    if not unknown:
+        return None
+    chars = ", ".join(repr(c) for c in unknown)
+    return (
+        f"warning: --prime characters {chars} are not in the model's vocabulary (its training "
+        "text has none): each maps to the unknown symbol"
+    )
+
+
 def write_text(module: L.LightningModule, mode: Mode, args: argparse.Namespace) -> None:
     """Generate text with the options the model takes; print it or write it to ``--out``."""
     top_k, vocab_size = args.top_k, getattr(module.net, "vocab_size", None)
     if top_k is not None and vocab_size is not None and top_k > vocab_size:
         raise UsageError(f"--top-k must be at most the vocabulary size {vocab_size}, got {top_k}")
+    note = unknown_prime_note(module, args.prime)
+    if note:
+        print(note, file=sys.stderr)  # stdout stays the generated text alone
     kwargs = supported_kwargs(
         mode.sampler,
         prime=args.prime,

@@ -13,11 +13,14 @@ window (``log_prob_windowed``) with the same result as one pass over the whole t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from argen.models.char_sampling import check_exclude, draw
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -224,12 +227,14 @@ class CharRNN(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        exclude: Sequence[int] = (),
     ) -> torch.Tensor:
         """Sample ``n`` continuations of ``length`` characters, LongTensor [n, length].
 
         ``prime`` ([P] shared by all, or [n, P]) conditions the samples and is not repeated in the
         output; without it sampling starts at BOS. ``temperature`` divides the logits; ``top_k``
-        keeps only the k most likely characters at each step. Dropout is off while sampling.
+        keeps only the k most likely characters at each step; ids in ``exclude`` (the data's
+        unknown symbol) are never drawn. Dropout is off while sampling.
         """
         if n < 1 or length < 0:
             raise ValueError(f"need n >= 1 and length >= 0, got n={n}, length={length}")
@@ -237,6 +242,7 @@ class CharRNN(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.vocab_size:
             raise ValueError(f"top_k must be in [1, {self.vocab_size}], got {top_k}")
+        exclude = check_exclude(exclude, self.vocab_size)
         device = self.head.weight.device if device is None else torch.device(device)
         was_training = self.training
         self.eval()
@@ -253,11 +259,7 @@ class CharRNN(nn.Module):
             out = torch.empty(n, length, dtype=torch.long, device=device)
             for t in range(length):
                 logits, hidden = self._run(self._embed_ids(last[:, None]), hidden)
-                logits = logits[:, 0].float() / temperature
-                if top_k is not None:
-                    kth = logits.topk(top_k, dim=-1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                last = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+                last = draw(logits[:, 0], temperature, top_k, generator, exclude)
                 out[:, t] = last
         finally:
             self.train(was_training)

@@ -32,6 +32,7 @@ are the same.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -39,6 +40,7 @@ from torch import nn
 
 from argen.models.attention import CausalTransformer
 from argen.models.cached_sampling import check_sampler
+from argen.models.char_sampling import check_exclude, draw
 
 
 class CharTransformerState(NamedTuple):
@@ -244,20 +246,6 @@ class CharTransformer(nn.Module):
         return total
 
     # ----------------------------------------------------------------------------- sampling
-    @staticmethod
-    def _draw(
-        logits: torch.Tensor,
-        temperature: float,
-        top_k: int | None,
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        """One character per row of ``logits`` [n, V] after temperature and top-k."""
-        logits = logits.float() / temperature
-        if top_k is not None:
-            kth = logits.topk(top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-
     @torch.no_grad()
     def sample(
         self,
@@ -269,12 +257,14 @@ class CharTransformer(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         sampler: str | None = None,
+        exclude: Sequence[int] = (),
     ) -> torch.Tensor:
         """Sample ``n`` continuations of ``length`` characters, LongTensor [n, length].
 
         ``prime`` ([P] shared by all, or [n, P]) conditions the samples and is not repeated in the
         output; without it sampling starts at BOS. ``temperature`` divides the logits; ``top_k``
-        keeps only the k most likely characters at each step. Dropout is off while sampling.
+        keeps only the k most likely characters at each step; ids in ``exclude`` (the data's
+        unknown symbol) are never drawn. Dropout is off while sampling.
         ``sampler`` overrides ``self.sampler`` (``"cached"`` or ``"naive"``).
         """
         if n < 1 or length < 0:
@@ -283,6 +273,7 @@ class CharTransformer(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.vocab_size:
             raise ValueError(f"top_k must be in [1, {self.vocab_size}], got {top_k}")
+        exclude = check_exclude(exclude, self.vocab_size)
         cached = check_sampler(sampler or self.sampler) == "cached"
         device = self.head.weight.device if device is None else torch.device(device)
         seq = torch.empty(n, 0, dtype=torch.long, device=device)
@@ -316,7 +307,7 @@ class CharTransformer(nn.Module):
                     hidden = core(self.transformer.embed(ids), cache)[:, -1]
                 else:  # one new character through the cache
                     hidden = core(self.transformer.embed(seq[:, t - 1 : t]), cache)[:, -1]
-                seq[:, t] = self._draw(self.head(hidden), temperature, top_k, generator)
+                seq[:, t] = draw(self.head(hidden), temperature, top_k, generator, exclude)
         finally:
             self.train(was_training)
         return seq[:, prefix:]
