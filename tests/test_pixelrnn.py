@@ -103,13 +103,20 @@ def test_row_lstm_autoregressive_with_wider_kernels():
     assert_autoregressive(flat_params(model), x, raster_order(3, 2, 3))
 
 
+def unmask(conv) -> None:
+    """Open every tap of a masked convolution, run as the dense reference (mask buffer times
+    weight)."""
+    conv.mask.fill_(1.0)
+    conv.impl = "dense"
+
+
 def test_autoregressive_check_catches_unmasked_input_to_state():
     """Dropping the masks of the LSTMs' input-to-state leaks later colours (Diagonal BiLSTM, a
     1x1 convolution) and the pixel to the right (Row LSTM): the channel masks are needed."""
     diagonal = tiny(DiagonalBiLSTM, (3, 1, 2), 2, num_layers=1)
-    diagonal.layers[0].left_input.mask.fill_(1.0)
+    unmask(diagonal.layers[0].left_input)
     row = tiny(RowLSTM, (1, 1, 3), 2, num_layers=1)
-    row.layers[0].input_to_state.mask.fill_(1.0)
+    unmask(row.layers[0].input_to_state)
     for model in (diagonal, row):
         x = torch.randint(2, (3, model.num_dims)).double()
         with pytest.raises(AssertionError, match="depends on variables"):
@@ -119,6 +126,7 @@ def test_autoregressive_check_catches_unmasked_input_to_state():
 def test_autoregressive_check_catches_a_leaky_first_layer():
     model = tiny(RowLSTM, (3, 1, 2), 2)
     model.input_conv.mask.copy_(causal_mask(3, 12, 7, "B", num_groups=3))
+    model.input_conv.impl = "dense"  # the implementation that multiplies the mask buffer in
     x = torch.randint(2, (3, 6)).double()
     with pytest.raises(AssertionError, match="depends on variables"):
         assert_autoregressive(flat_params(model), x, raster_order(3, 1, 2))
@@ -136,7 +144,7 @@ def test_normalized(cls, shape, levels, head):
 
 @pytest.mark.parametrize("cls", MODELS)
 def test_rows_below_do_not_change_the_rows_above(cls):
-    """What ``sample`` relies on: a pass over the top r rows gives those rows' parameters."""
+    """What ``RowsAbove`` relies on: a pass over the top r rows gives those rows' parameters."""
     model = tiny(cls, (3, 4, 3), 3)
     x = torch.randint(3, (2, 3, 4, 3)).double()
     full = model(x)
@@ -158,7 +166,8 @@ def test_samples_are_valid_images(cls):
 
 
 @pytest.mark.parametrize("cls", MODELS)
-def test_row_cropped_sampler_draws_what_the_naive_sampler_draws(cls):
+def test_default_sampler_draws_what_the_naive_sampler_draws(cls):
+    """(More in tests/test_pixelrnn_sampling.py.)"""
     model = tiny(cls, (3, 2, 2), 3)
     torch.manual_seed(5)
     fast = model.sample(64)

@@ -31,9 +31,12 @@ everything from earlier pixels; the cell state is elementwise, so the hidden sta
 groups separate. The state-to-state convolutions need no channel mask: they only read states of
 earlier pixels (previous row, left neighbour, or the shifted right-to-left pass).
 
-Sampling and completion run in the raster loop of ``argen.models.cached_sampling``: each
-sub-pixel of row i comes from a pass over rows 0..i (``sampler="cached"``, the default; the rows
-below cannot change row i) or over the whole image (``"naive"``); the samples are the same.
+Sampling and completion run in the raster loop of ``argen.models.cached_sampling``. The
+``"cached"`` sampler (the default) is incremental: it computes every layer at one pixel at a time
+from the LSTMs' cached states of the row above and the current row (``RowLSTMStepper``,
+``DiagonalBiLSTMStepper``), so the work for a pixel does not grow with its row; ``"naive"`` reruns
+the network on the whole image for every sub-pixel. The samples are the same. ``RowsAbove``, the
+previous cached sampler (a pass over rows 0..i per sub-pixel of row i), is kept for comparison.
 
 Paper sizes: MNIST 7 layers with h = 16; CIFAR-10 12 layers with h = 128 (larger h on ImageNet).
 Here ``hidden_channels`` counts the residual stream's 2h maps like ``PixelCNN``; the defaults (7
@@ -52,6 +55,15 @@ from torch import nn
 from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import make_head
+from argen.models.pixel_ops import (
+    ConvAt,
+    apply_relu_stack,
+    linear,
+    masked_weight,
+    pixel_params,
+    pointwise,
+    relu_output_stack,
+)
 
 
 def skew(x: torch.Tensor, dim: int = -2) -> torch.Tensor:
@@ -92,9 +104,11 @@ def lstm_cell(
 
     Elementwise in the channels, so a hidden channel keeps the colour group of its gates.
     """
-    i, f, o, g = gates.chunk(4, dim=dim)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+    size = gates.shape[dim] // 4
+    sigmoid_part, g = gates.split([3 * size, size], dim=dim)
+    i, f, o = torch.sigmoid(sigmoid_part).chunk(3, dim=dim)  # one op for the three gates
+    cell = f * cell + i * torch.tanh(g)
+    return o * torch.tanh(cell), cell
 
 
 def _recurrent_weight(*shape: int) -> nn.Parameter:
@@ -247,18 +261,20 @@ class _PixelRNN(RasterImageModel):
         self.validate_levels(x)
         return self.head.log_prob(x, self(x))
 
-    def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> RowsAbove:
-        """The "cached" sampler of a PixelRNN: passes over the rows up to the current one only
-        (see ``RowsAbove``); ``y`` must be ``None``."""
-        return RowsAbove(self, x)
+    def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> PixelRNNStepper:
+        """The "cached" sampler: per-row LSTM states, work per pixel independent of its row
+        (``RowLSTMStepper``, ``DiagonalBiLSTMStepper``); ``y`` must be ``None``."""
+        return self._stepper(self, x)
+
+    _stepper: type[PixelRNNStepper]
 
 
 class RowsAbove:
-    """PixelRNN sampling state: each sub-pixel of row i is drawn from a pass over rows 0..i.
+    """The previous "cached" PixelRNN sampler, kept as a reference for the benchmark and tests:
+    each sub-pixel of row i is drawn from a pass over rows 0..i, so the work for a pixel grows
+    with its row (the rows below cannot change row i; tested).
 
-    Both PixelRNNs are causal in rows and treat the rows below as absent, so the cut changes no
-    parameter (tested) and saves about half of the naive sampler's work. Nothing is cached
-    between sub-pixels: the LSTMs' states would have to be replayed through the whole row.
+    Use it by patching a model's ``start_cache`` (``benchmarks/pixelrnn_sampling_speed.py``).
     """
 
     def __init__(self, model: _PixelRNN, x: torch.Tensor) -> None:
@@ -275,14 +291,215 @@ class RowsAbove:
         """Nothing to do."""
 
 
+class PixelRNNStepper:
+    """Incremental PixelRNN sampling state: the activations of every layer at one pixel at a time,
+    from caches of the current row and per-row LSTM states of the row above.
+
+    In both PixelRNNs the activations at pixel (i, j) depend on the image only at pixels before
+    (i, j) and on the colours before each group at (i, j) itself, so they are final once the pixel
+    is (they are computed for each colour k and the last computation, for k = C - 1, is final).
+    Per sub-pixel: the 7x7 mask-A convolution at (i, j) (``ConvAt`` on a padded image cache), then
+    per layer a step at (i, j) that reads only cached states (``_column``), then the 1x1 output
+    stack. At each row's start and end the subclass updates its per-row states (``_start_row``,
+    ``_finish_row``). Work per pixel: O(layers), plus O(width * layers) per row; none of it grows
+    with the row index. Rows or columns the loop skips (a completion's observed prefix) are
+    computed when first needed (``_catch_up``). Nothing is stored on the module.
+    """
+
+    def __init__(self, model: _PixelRNN, x: torch.Tensor) -> None:
+        self.model = model
+        self.batch, self.channels, self.height, self.width = x.shape
+        self.num_layers = len(model.layers)
+        self.input_conv = ConvAt(model.input_conv)
+        # Channel-last, zero-padded normalized image, as the mask-A convolution reads it.
+        self.pixels = self.input_conv.cache(model.normalize(x))
+        self.output = relu_output_stack(model.output)
+        self.layer_outputs = [pointwise(layer.output) for layer in model.layers]
+        self.row, self.columns_done = 0, 0  # pixels before (row, columns_done) are cached
+        self._start_row(0)
+
+    def set_level(self, i: int, j: int, k: int, value: torch.Tensor) -> None:
+        """Write the normalized level into the image cache."""
+        conv = self.input_conv
+        self.pixels[:, i + conv.top, j + conv.left, k] = self.model.normalize(value)
+
+    def params(self, i: int, j: int, k: int) -> torch.Tensor:
+        """[B, P] parameters of sub-pixel (k, i, j)."""
+        self._catch_up(i, j)
+        features = self._column(i, j)
+        if k == self.channels - 1:  # colours 0..C-2 are final: so is every activation here
+            self.columns_done = j + 1
+        return pixel_params(self.model.head, apply_relu_stack(self.output, features))[:, k]
+
+    def row_done(self, i: int) -> None:
+        """Row ``i`` is complete: update the per-row states."""
+        self._catch_up(i + 1, 0)
+
+    def _catch_up(self, i: int, j: int) -> None:
+        """Compute the activations of every pixel before (i, j) not yet cached (all final)."""
+        while self.row < i:
+            for column in range(self.columns_done, self.width):
+                self._column(self.row, column)
+            if self.row + 1 < self.height:
+                self._finish_row(self.row)
+                self._start_row(self.row + 1)
+            self.row, self.columns_done = self.row + 1, 0
+        for column in range(self.columns_done, j):
+            self._column(i, column)
+        self.columns_done = max(self.columns_done, j)
+
+    def _start_row(self, i: int) -> None:
+        """Prepare row ``i`` (the previous row's states are final)."""
+        raise NotImplementedError
+
+    def _column(self, i: int, j: int) -> torch.Tensor:
+        """Every layer at pixel (i, j), written into the row caches: features [B, 2h] before the
+        output stack."""
+        raise NotImplementedError
+
+    def _finish_row(self, i: int) -> None:
+        """Row ``i`` is complete (and is not the last): make it the row above."""
+        raise NotImplementedError
+
+
+class RowLSTMStepper(PixelRNNStepper):
+    """Row LSTM: the previous row's states give each layer's state-to-state term for the whole
+    row at the row's start (one batched matmul over the layers); at pixel (i, j) a layer needs its
+    input at columns j - k//2 .. j of row i (mask B: the input-to-state's right half is cut),
+    cached per layer, and the previous row's cell at column j. Per-column caches are [W, B, ...]
+    so that a pixel reads dense [B, ...] blocks.
+    """
+
+    def __init__(self, model: RowLSTM, x: torch.Tensor) -> None:
+        layers = list(model.layers)
+        self.kernel_size = model.kernel_size
+        self.half = self.kernel_size // 2
+        self.hidden = layers[0].hidden
+        self.input_weights, self.input_biases = [], []
+        for layer in layers:
+            weight = masked_weight(layer.input_to_state)[:, :, 0, : self.half + 1]  # [4h, 2h, taps]
+            self.input_weights.append(weight.permute(2, 1, 0).reshape(-1, weight.shape[0]))
+            self.input_biases.append(layer.input_to_state.bias)
+        self.input_biases = torch.stack(self.input_biases)[:, None, None]  # [L, 1, 1, 4h]
+        self.state_weights = torch.stack([layer.state_to_state for layer in layers])  # [L, kh, 4h]
+        batch, _, _, width = x.shape
+        self.state = x.new_zeros(len(layers), width, batch, self.hidden)  # the row above
+        self.cell = list(torch.zeros_like(self.state))
+        super().__init__(model, x)
+
+    def _start_row(self, i: int) -> None:
+        layers, batch, width = self.num_layers, self.batch, self.width
+        padded = F.pad(self.state.transpose(1, 2), (0, 0, self.half, self.half))  # [L, B, W+, h]
+        taps = torch.cat([padded[:, :, d : d + width] for d in range(self.kernel_size)], dim=-1)
+        recurrent = torch.bmm(taps.flatten(1, 2), self.state_weights).view(layers, batch, width, -1)
+        # [L][W] -> [B, 4h]: everything in the gates that row i's pixels cannot change.
+        recurrent = (recurrent + self.input_biases).transpose(1, 2).contiguous()
+        self.recurrent = [list(r) for r in recurrent]
+        zeros = torch.zeros_like(self.state[0, 0])
+        self.new_states = [[zeros] * width for _ in range(layers)]
+        self.new_cells = [[zeros] * width for _ in range(layers)]
+        # Each layer's input on row i, with k//2 zero columns on the left (the conv padding).
+        inputs = self.state.new_zeros(layers, batch, width + self.half, 2 * self.hidden)
+        self.inputs = list(inputs)
+
+    def _column(self, i: int, j: int) -> torch.Tensor:
+        features = self.input_conv.at(self.pixels, i, j)
+        for index in range(self.num_layers):
+            inputs = self.inputs[index]
+            inputs[:, j + self.half] = features
+            window = inputs[:, j : j + self.half + 1].reshape(self.batch, -1)
+            gates = torch.addmm(self.recurrent[index][j], window, self.input_weights[index])
+            state, cell = lstm_cell(gates, self.cell[index][j], dim=-1)
+            self.new_states[index][j] = state
+            self.new_cells[index][j] = cell
+            features = features + linear(state, *self.layer_outputs[index])
+        return features
+
+    def _finish_row(self, i: int) -> None:
+        self.state = torch.stack([torch.stack(states) for states in self.new_states])
+        self.cell = self.new_cells
+
+
+class DiagonalBiLSTMStepper(PixelRNNStepper):
+    """Diagonal BiLSTM: in image coordinates the left-to-right LSTM's state at (i, j) comes from
+    its states at (i - 1, j) and (i, j - 1) and its cell at (i, j - 1): one step per pixel and
+    layer from the row above's states and the current row's. The mirrored LSTM runs right to left
+    and reaches row i only shifted down, from row i - 1: it runs over a row once the row is
+    complete (all layers at once; their inputs on that row are final), and its states are added
+    to every pixel of the next row. Per-column caches are [W, B, ...].
+    """
+
+    def __init__(self, model: DiagonalBiLSTM, x: torch.Tensor) -> None:
+        layers = list(model.layers)
+        h = self.hidden = layers[0].hidden
+        self.left_inputs = [pointwise(layer.left_input)[0] for layer in layers]
+        self.left_biases = torch.stack([layer.left_input.bias for layer in layers])[:, None, None]
+        self.right_inputs = [pointwise(layer.right_input) for layer in layers]
+        recurrent = torch.stack([layer.state_to_state for layer in layers])  # [L, 2, 2h, 4h]
+        self.from_above = recurrent[:, 0, :h]  # [L, h, 4h]: left-to-right, above
+        self.from_left = list(recurrent[:, 0, h:])  # [L][h, 4h]: left-to-right, left
+        self.right_recurrent = recurrent[:, 1]  # [L, 2h, 4h]: right-to-left, above then right
+        batch, _, _, width = x.shape
+        self.left_above = x.new_zeros(len(layers), width, batch, h)  # both passes, row i - 1
+        self.right_above = torch.zeros_like(self.left_above)
+        self.right_rows = [list(r) for r in self.right_above]
+        super().__init__(model, x)
+
+    def _start_row(self, i: int) -> None:
+        layers, batch, width, h = self.num_layers, self.batch, self.width, self.hidden
+        above = torch.bmm(self.left_above.flatten(1, 2), self.from_above)
+        # [L][W] -> [B, 4h]: the left-to-right gates' terms that row i's pixels cannot change.
+        self.above = [list(r) for r in above.view(layers, width, batch, 4 * h) + self.left_biases]
+        # Column 0 holds the zero state and cell left of the image; pixel j sits at j + 1.
+        zeros = self.left_above.new_zeros(batch, h)
+        self.left_states = [[zeros] * (width + 1) for _ in range(layers)]
+        self.left_cells = [[zeros] * (width + 1) for _ in range(layers)]
+        self.inputs = self.left_above.new_zeros(layers, width, batch, 2 * h)
+
+    def _column(self, i: int, j: int) -> torch.Tensor:
+        features = self.input_conv.at(self.pixels, i, j)
+        for index in range(self.num_layers):
+            self.inputs[index, j] = features
+            states = self.left_states[index]
+            gates = torch.addmm(self.above[index][j], features, self.left_inputs[index])
+            gates = torch.addmm(gates, states[j], self.from_left[index])
+            cells = self.left_cells[index]
+            states[j + 1], cells[j + 1] = lstm_cell(gates, cells[j], dim=-1)
+            shifted = states[j + 1] + self.right_rows[index][j]
+            features = features + linear(shifted, *self.layer_outputs[index])
+        return features
+
+    def _finish_row(self, i: int) -> None:
+        conv = self.input_conv
+        pixels = self.pixels[:, i + conv.top, conv.left : conv.left + self.width]  # [B, W, C]
+        gates_in = []
+        for index, layer in enumerate(self.model.layers):
+            source = self.inputs[index]  # [W, B, 2h]
+            if layer.pixel_channels:
+                source = torch.cat([source, pixels.transpose(0, 1)], dim=-1)
+            weight_t, bias = self.right_inputs[index]
+            gates_in.append(torch.matmul(source, weight_t) + bias)
+        gates_in = torch.stack(gates_in)  # [L, W, B, 4h]
+        state = cell = torch.zeros_like(self.right_above[:, 0])  # right of the image
+        right = torch.empty_like(self.right_above)
+        for j in reversed(range(self.width)):
+            taps = torch.cat([self.right_above[:, j], state], dim=-1)  # [L, B, 2h]
+            gates = gates_in[:, j] + torch.bmm(taps, self.right_recurrent)
+            state, cell = lstm_cell(gates, cell, dim=-1)
+            right[:, j] = state
+        self.right_above = right
+        self.right_rows = [list(r) for r in right]
+        self.left_above = torch.stack([torch.stack(r[1:]) for r in self.left_states])
+
+
 class RowLSTM(_PixelRNN):
     """PixelRNN with Row LSTM layers (triangular receptive field, parallel along each row).
 
     ``forward(x)`` returns per-sub-pixel parameters [B, C, H, W, P] for the chosen head
     (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
     ``kernel_size`` is the paper's k (>= 3, odd) of both the input-to-state and state-to-state
-    convolutions. ``sampler``: ``"cached"`` (passes over the rows so far, ``RowsAbove``) or
-    ``"naive"`` (a full pass per sub-pixel); identical samples.
+    convolutions. ``sampler``: ``"cached"`` (incremental, ``RowLSTMStepper``) or ``"naive"`` (a
+    full pass per sub-pixel); identical samples.
     """
 
     def __init__(
@@ -316,13 +533,15 @@ class RowLSTM(_PixelRNN):
     def _make_layer(self, hidden_channels: int, num_groups: int, first: bool) -> nn.Module:
         return RowLSTMLayer(hidden_channels, self.kernel_size, num_groups)
 
+    _stepper = RowLSTMStepper
+
 
 class DiagonalBiLSTM(_PixelRNN):
     """PixelRNN with Diagonal BiLSTM layers (the whole context above and to the left per layer).
 
     ``forward(x)`` returns per-sub-pixel parameters [B, C, H, W, P] for the chosen head
     (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
-    ``sampler``: ``"cached"`` (passes over the rows so far, ``RowsAbove``) or ``"naive"`` (a full
+    ``sampler``: ``"cached"`` (incremental, ``DiagonalBiLSTMStepper``) or ``"naive"`` (a full
     pass per sub-pixel); identical samples.
     """
 
@@ -352,3 +571,5 @@ class DiagonalBiLSTM(_PixelRNN):
 
     def _make_layer(self, hidden_channels: int, num_groups: int, first: bool) -> nn.Module:
         return DiagonalBiLSTMLayer(hidden_channels, num_groups, num_groups if first else 0)
+
+    _stepper = DiagonalBiLSTMStepper
