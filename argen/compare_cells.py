@@ -57,6 +57,15 @@ def fmt_stat(stat: Stat, digits: int, runs: int | None = None) -> str:
     return text
 
 
+def fmt_spread(stat: Stat, digits: int) -> str:
+    """The seed spread ``min–max``; ``1 seed`` when only one run has the value, ``n/a`` none."""
+    if stat.low is None or stat.high is None:
+        return "n/a"
+    if stat.n < 2:
+        return "1 seed"
+    return f"{fmt(stat.low, digits)}–{fmt(stat.high, digits)}"
+
+
 def fmt_range(values: Sequence[int]) -> str:
     """``7``, ``5–9`` (several values) or ``n/a``."""
     if not values:
@@ -78,6 +87,16 @@ def units(rows: Sequence[ModelRow]) -> tuple[str, str, str]:
     return "nats", "bits/dim", "image"
 
 
+def speed_unit(rows: Sequence[ModelRow]) -> str:
+    """What training throughput counts: characters for text (never windows), else examples."""
+    return "characters/s" if any(row.is_text for row in rows) else "examples/s"
+
+
+def digits_of(row: ModelRow) -> int:
+    """Decimals of a row's NLL: nats/char need more than nats per image."""
+    return 4 if row.is_text else 2
+
+
 def _common_cells(row: ModelRow) -> list[str]:
     params = row.params
     return [
@@ -97,10 +116,11 @@ def likelihood_columns(data: str, rows: Sequence[ModelRow]) -> list[str]:
     nats, bits, item = units(rows)
     return COMMON_COLUMNS + [
         f"test NLL ({nats})",
+        "NLL min–max over seeds",
         f"test {bits}",
         paper_column(data),
         "train time",
-        "train examples/s",
+        f"train {speed_unit(rows)}",
         f"sampling ms/{item}",
     ]
 
@@ -110,11 +130,12 @@ def likelihood_cells(row: ModelRow) -> list[str]:
     n = len(row.runs)
     seconds = row.sample_seconds.mean
     return _common_cells(row) + [
-        fmt_stat(row.nll, 4 if row.is_text else 2, n),
+        fmt_stat(row.nll, digits_of(row), n),
+        fmt_spread(row.nll, digits_of(row)),
         fmt_stat(row.bpd, 4, n),
         paper_cell(row.data, row.model),
         fmt_duration(row.train_seconds.mean),
-        fmt(row.throughput.mean, 1),
+        fmt(row.speed.mean, 1),
         fmt_ms(None if seconds is None else seconds * 1e3),
     ]
 
@@ -164,3 +185,47 @@ def unfinished_cells(record: RunRecord, where: str, limit: int | None = 160) -> 
         record.status,
         short_reason(record.reason, limit),
     ]
+
+
+# --------------------------------------------------------------------------------- seed spread
+
+
+def _seeds(stat: Stat) -> str:
+    return f"{stat.n} seed{'s' if stat.n != 1 else ''}"
+
+
+def spread_lines(rows: Sequence[ModelRow], metric: str = "nll") -> list[str]:
+    """Which differences between neighbouring rows (in table order) exceed the seed spread: a
+    difference does when the two rows' min-max ranges over seeds do not overlap; a row of one
+    seed measures no spread, so its differences are not judged."""
+    ranked = [row for row in split_rows(rows)[0] if row.metric(metric).mean is not None]
+    if len(ranked) < 2:
+        return []
+    if all(row.metric(metric).n < 2 for row in ranked):
+        return [
+            "Every row is a single run: no seed spread was measured, so no difference between "
+            "rows can be told from seed noise."
+        ]
+    lines = [
+        "Differences between neighbouring rows against the seed spread (a difference exceeds it "
+        "when the two rows' min–max ranges over seeds do not overlap):",
+        "",
+    ]
+    for better, worse in zip(ranked, ranked[1:], strict=False):
+        a, b = better.metric(metric), worse.metric(metric)
+        digits = 4 if metric == "bpd" else digits_of(better)
+        names = f"{display_label(better)} vs {display_label(worse)}"
+        separated = a.separated_below(b)
+        if separated is None:
+            lines.append(f"* {names}: not judged ({_seeds(a)} and {_seeds(b)})")
+        elif separated:
+            lines.append(
+                f"* {names}: exceeds the seed spread ({fmt_spread(a, digits)} below "
+                f"{fmt_spread(b, digits)})"
+            )
+        else:
+            lines.append(
+                f"* {names}: within the seed spread ({fmt_spread(a, digits)} and "
+                f"{fmt_spread(b, digits)} overlap)"
+            )
+    return lines

@@ -21,11 +21,14 @@ UNSET = "unset"
 
 @dataclass
 class Stat:
-    """Mean and sample standard deviation (None with fewer than two values) over ``n`` runs."""
+    """Mean and sample standard deviation (None with fewer than two values) over ``n`` runs, and
+    the smallest and largest value (the seed spread)."""
 
     mean: float | None
     std: float | None
     n: int
+    low: float | None = None
+    high: float | None = None
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Stat:
@@ -33,7 +36,14 @@ class Stat:
         if not present:
             return cls(None, None, 0)
         std = statistics.stdev(present) if len(present) > 1 else None
-        return cls(statistics.fmean(present), std, len(present))
+        return cls(statistics.fmean(present), std, len(present), min(present), max(present))
+
+    def separated_below(self, other: Stat) -> bool | None:
+        """Whether every value here is below every value of ``other`` (non-overlapping min-max
+        ranges); None when either has fewer than two values (no spread was measured)."""
+        if self.n < 2 or other.n < 2 or self.high is None or other.low is None:
+            return None
+        return self.high < other.low
 
 
 @dataclass
@@ -50,6 +60,7 @@ class ModelRow:
     throughput: Stat
     sample_seconds: Stat
     train_seconds: Stat
+    chars_per_sec: Stat  # text: training characters per second (never windows)
 
     @classmethod
     def of(cls, data: str, model: str, variant: str, runs: list[RunRecord]) -> ModelRow:
@@ -64,6 +75,7 @@ class ModelRow:
             throughput=Stat.of(r.train_examples_per_sec for r in runs),
             sample_seconds=Stat.of(r.sample_seconds_per_example for r in runs),
             train_seconds=Stat.of(r.train_seconds for r in runs),
+            chars_per_sec=Stat.of(r.train_chars_per_sec for r in runs),
         )
 
     @property
@@ -94,6 +106,11 @@ class ModelRow:
 
     def metric(self, name: str) -> Stat:
         return self.nll if name == "nll" else self.bpd
+
+    @property
+    def speed(self) -> Stat:
+        """Training throughput in the dataset's unit: characters/s for text, examples/s else."""
+        return self.chars_per_sec if self.is_text else self.throughput
 
 
 # ----------------------------------------------------------------------------------- variants

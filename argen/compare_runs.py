@@ -2,10 +2,16 @@
 
 Every run becomes a :class:`RunRecord`, finished or not, so that the comparison can list failed,
 interrupted and incomplete runs with their real status instead of dropping them.
+
+A run directory's ``epochs.csv`` (one row per validation) gives its learning curve: validation
+NLL against the cumulative counts written at each validation (training FLOPs, process CPU
+seconds, examples seen, ...). Runs written before those columns existed have no curve; nothing
+is reconstructed for them.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -25,6 +31,10 @@ NO_SUMMARY = "killed, crashed or still running (no summary.json)"
 RESUME_HINT = "has checkpoints/last.ckpt: resume with ckpt_path=auto"
 # Where a run directory keeps its composed config: train.py's, or a copy saved beside a summary.
 CONFIG_FILES = (Path(".hydra") / "config.yaml", Path("config.yaml"))
+EPOCHS_CSV = "epochs.csv"
+# Cumulative counts written at each validation (x axes of learning curves) and the curves' y.
+CURVE_X = ("train_flops", "cpu_seconds", "examples_seen", "optimizer_steps", "wall_seconds")
+CURVE_Y = ("val/nll", "val/bits_per_dim")
 
 # Config keys that never change what a run measures: they must not split seeds into variants.
 IGNORED_CONFIG_PREFIXES = (
@@ -94,6 +104,14 @@ class RunRecord:
     is_text: bool = False
     wandb_run: str | None = None
     config: dict[str, str] = field(default_factory=dict, repr=False)
+    # text: characters in one training example (the window), when the config says it exactly
+    window: int | None = None
+    train_chars_per_sec: float | None = None  # text: characters (not windows) per second
+    train_flops: float | None = None  # what the run measured, when its summary has it
+    cpu_seconds: float | None = None
+    examples_seen: float | None = None
+    # epochs.csv: {column: values at each validation}; None without the file or a val/nll column
+    curve: dict[str, list[float | None]] | None = field(default=None, repr=False)
 
 
 # ------------------------------------------------------------------------------------ values
@@ -195,7 +213,58 @@ def _from_summary(summary: RunSummary) -> dict[str, Any]:
         "train_seconds": number(summary.get("train_seconds")),
         "epochs": integer(summary.get("epochs")),
         "is_text": is_text(summary),  # older text summaries too (argen.summary.from_json)
+        "train_flops": number(summary.get("train_flops")),
+        "cpu_seconds": number(summary.get("cpu_seconds")),
+        "examples_seen": number(summary.get("examples_seen")),
+        "train_chars_per_sec": number(summary.get("train_characters_per_sec")),
     }
+
+
+def text_window(config: dict[str, Any]) -> int | None:
+    """Characters in one training example of a text run: the ``data.datamodule.seq_len`` its
+    composed config sets (every training window is that long and every character in it is a
+    training target); None when the config does not say (nothing is assumed)."""
+    data = _unwrap(config.get("data"))
+    module = _unwrap(data.get("datamodule")) if isinstance(data, dict) else None
+    value = _unwrap(module.get("seq_len")) if isinstance(module, dict) else None
+    if value is None:
+        value = _unwrap(
+            config.get("data.datamodule.seq_len", config.get("data/datamodule/seq_len"))
+        )
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def per_character(fields: dict[str, Any], window: int | None) -> dict[str, Any]:
+    """Text runs: characters/s (recorded, else examples/s times the exact window) and the
+    window; images unchanged."""
+    if not fields["is_text"]:
+        return {**fields, "train_chars_per_sec": None}
+    speed = fields["train_chars_per_sec"]
+    if speed is None and window is not None and fields["train_examples_per_sec"] is not None:
+        speed = fields["train_examples_per_sec"] * window
+    return {**fields, "train_chars_per_sec": speed, "window": window}
+
+
+def read_curve(path: Path) -> dict[str, list[float | None]] | None:
+    """``epochs.csv`` as {column: values} for the curve columns it has (None where a row lacks a
+    value), keeping rows with a validation NLL; None when there is no such file or row."""
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    rows = [row for row in rows if _float(row.get("val/nll")) is not None]
+    if not rows:
+        return None
+    columns = [c for c in (*CURVE_X, *CURVE_Y) if c in rows[0]]
+    return {c: [_float(row.get(c)) for row in rows] for c in columns}
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return number(float(text)) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def _read_summary(path: Path) -> RunSummary:
@@ -248,13 +317,18 @@ def read_run_dir(run_dir: Path, root: Path | None = None) -> RunRecord:
     status, reason = summary_status(summary)
     if status != FINISHED:
         reason = _with_resume_hint(reason, run_dir)
-    fields = _from_summary(summary)
+    fields = per_character(_from_summary(summary), text_window(config))
     seed = fields.pop("seed")
     base["seed"] = base["seed"] if seed is None else seed
     base["model"] = str(summary.get("model") or base["model"])
     base["data"] = str(summary.get("data") or base["data"])
     return RunRecord(
-        status=status, reason=reason, wandb_run=summary.get("wandb_run"), **fields, **base
+        status=status,
+        reason=reason,
+        wandb_run=summary.get("wandb_run"),
+        curve=read_curve(run_dir / EPOCHS_CSV),
+        **fields,
+        **base,
     )
 
 
@@ -304,7 +378,7 @@ def wandb_record(run: Any) -> RunRecord:
     # summary.json's numbers as argen.run logged them, else the test metrics Lightning logged
     numbers = {f"test_{k[5:]}": v for k, v in values.items() if k.startswith("test/")}
     numbers.update({k[8:]: v for k, v in values.items() if k.startswith("summary/")})
-    fields = _from_summary(from_json(numbers))
+    fields = per_character(_from_summary(from_json(numbers)), text_window(config))
     if fields["seed"] is None:
         fields["seed"] = integer(config.get("seed"))
     has_summary = any(key.startswith("summary/") for key in values)

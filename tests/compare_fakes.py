@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,20 @@ from argen.compare import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_config(model: str, data: str, seed: int, net: dict | None, workers: int) -> dict:
+def run_config(
+    model: str,
+    data: str,
+    seed: int,
+    net: dict | None,
+    workers: int,
+    datamodule: dict | None = None,
+) -> dict:
     """A composed config as Hydra saves it (only the parts compare reads)."""
+    loader = {"batch_size": 32, "num_workers": workers, **(datamodule or {})}
     return {
         "seed": seed,
         "model": {"name": model, "module": {"net": net or {"hidden": 16}}},
-        "data": {"name": data, "datamodule": {"batch_size": 32, "num_workers": workers}},
+        "data": {"name": data, "datamodule": loader},
         "trainer": {"max_epochs": 2, "accelerator": "cpu" if workers else "gpu"},
         "paths": {"output_dir": "/somewhere/else"},
     }
@@ -37,12 +47,13 @@ def write_run(
     net: dict[str, Any] | None = None,
     workers: int = 2,
     hydra: bool = True,
+    datamodule: dict[str, Any] | None = None,
 ) -> Path:
     """A run directory: its config (.hydra/config.yaml as train.py writes it, or config.yaml beside
     the summary as results/ keeps it) and, unless ``summary`` is None, summary.json."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    config = yaml.safe_dump(run_config(model, data, seed, net, workers))
+    config = yaml.safe_dump(run_config(model, data, seed, net, workers, datamodule))
     if hydra:
         (run_dir / ".hydra").mkdir()
         (run_dir / ".hydra" / "config.yaml").write_text(config)
@@ -67,6 +78,72 @@ def metrics(
         "test_bits_per_dim": bpd,
         "sample_seconds_per_example": sample_s,
     }
+
+
+EPOCH_COLUMNS = [
+    "epoch",
+    "val/nll",
+    "val/bits_per_dim",
+    "train/nll",
+    "examples_seen",
+    "optimizer_steps",
+    "train_flops",
+    "cpu_seconds",
+    "wall_seconds",
+]
+
+
+def write_epochs(
+    run_dir: Path,
+    final_nll: float,
+    flops_per_example: float,
+    cpu_per_example: float,
+    epochs: int = 5,
+    examples_per_epoch: int = 1000,
+    batch_size: int = 50,
+    columns: list[str] | None = None,
+) -> list[dict[str, float]]:
+    """epochs.csv as a run writes it (one row per validation, cumulative counts): validation NLL
+    falling as 1/sqrt(epoch) towards ``final_nll``; returns the rows."""
+    rows = []
+    for epoch in range(epochs):
+        examples = (epoch + 1) * examples_per_epoch
+        nll = final_nll * (1 + 0.2 / math.sqrt(epoch + 1) - 0.2 / math.sqrt(epochs))
+        rows.append(
+            {
+                "epoch": epoch,
+                "val/nll": nll,
+                "val/bits_per_dim": nll / 784 / math.log(2),
+                "train/nll": nll - 1,
+                "examples_seen": examples,
+                "optimizer_steps": examples // batch_size,
+                "train_flops": examples * flops_per_example,
+                "cpu_seconds": examples * cpu_per_example,
+                "wall_seconds": examples * cpu_per_example * 1.5,
+            }
+        )
+    columns = columns or EPOCH_COLUMNS
+    with (run_dir / "epochs.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def close_runs(root: Path, models: dict[str, float] | None = None, seeds: int = 3) -> Path:
+    """Models whose results lie close together (the labels of the old figure overlapped there),
+    ``seeds`` runs each, every run with a learning curve: {model: test NLL of its first seed}."""
+    models = models or {"row_lstm": 85.56, "diagonal_bilstm": 85.61, "gated_pixelcnn": 85.72}
+    for index, (model, nll) in enumerate(models.items()):
+        for seed in range(1, seeds + 1):
+            value = nll + 0.05 * (seed - 1)
+            summary = metrics(value, value / 784 / math.log(2), 50.0 + index, 2.9 + 0.01 * index)
+            run_dir = write_run(
+                root, f"{model}_seed{seed}", model, "binarized_mnist", seed, summary, hydra=False
+            )
+            # FLOPs per example are the set-up's (the same for every seed); CPU time varies
+            write_epochs(run_dir, value, 1e6 * (1 + index), 1e-3 * (1 + 0.1 * seed + index))
+    return root
 
 
 def rendered(argv: list[str], width: int = 220) -> tuple[int, str]:

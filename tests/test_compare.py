@@ -66,8 +66,8 @@ def test_two_models_two_seeds_give_two_rows_with_mean_and_std(tmp_path):
     assert code == 0 and (tmp_path / "out" / "tradeoff_binarized_mnist.png").exists()
     cells = table_row(text, "MADE")
     nll = f"{statistics.fmean([90.0, 93.0]):.2f} ± {statistics.stdev([90.0, 93.0]):.2f}"
-    assert cells[:6] == ["MADE", "2", "1,2", "1,000", "2", nll]
-    assert cells[7] == "88.40 (1 mask), 86.64 (32 masks) — Germain et al. 2015, Table 6"
+    assert cells[:7] == ["MADE", "2", "1,2", "1,000", "2", nll, "90.00–93.00"]  # seed range
+    assert cells[8] == "88.40 (1 mask), 86.64 (32 masks) — Germain et al. 2015, Table 6"
     assert cells[-3:] == ["10 s", "410.0", "600"]  # train time, examples/s, sampling ms
 
 
@@ -278,8 +278,8 @@ def test_one_table_per_dataset_with_text_units(tmp_path):
     assert code == 0
     assert all(f"({data}): sorted by" in text for data in tables)
     assert "bits/char" in text and "bits/dim" in text and "nats/char" in text
-    assert table_row(text, "PixelCNN")[7] == "3.14 — van den Oord et al. 2016a, Table 5"
-    assert table_row(text, "Char-RNN")[7] == "none (no paper reports this dataset)"
+    assert table_row(text, "PixelCNN")[8] == "3.14 — van den Oord et al. 2016a, Table 5"
+    assert table_row(text, "Char-RNN")[8] == "none (no paper reports this dataset)"
 
 
 def test_autoencoder_gets_its_own_table(tmp_path):

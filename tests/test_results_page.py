@@ -59,20 +59,22 @@ def test_page_tables_name_the_papers_and_keep_the_autoencoder_apart(tmp_path):
     page = (root / PAGE).read_text()
     mnist = section(page, "Binarized MNIST")
     header = (
-        "| model | runs | seeds | params | epochs | test NLL (nats) | test bits/dim | paper (nats) "
+        "| model | runs | seeds | params | epochs | test NLL (nats) | NLL min–max over seeds "
+        "| test bits/dim | paper (nats) "
         "| train time | train examples/s | sampling ms/image |"
     )
     rows = [
-        "| PixelCNN | 2 | 1,2 | 12,345 | 2 | 81.50 ± 0.71 | 0.1500 ± 0.0013 "
+        "| PixelCNN | 2 | 1,2 | 12,345 | 2 | 81.50 ± 0.71 | 81.00–82.00 | 0.1500 ± 0.0013 "
         "| 81.30 — van den Oord et al. 2016a, Table 4 | 66.7 min | 100.0 | 2,000 |",
-        "| Gated PixelCNN | 1 | 1 | 3,000 | 2 | 85.00 | 0.1560 "
+        "| Gated PixelCNN | 1 | 1 | 3,000 | 2 | 85.00 | 1 seed | 0.1560 "
         "| none (van den Oord et al. 2016b report no binarized-MNIST figure) | 10 s | 200.0 | 500 |",
-        "| MADE (num_masks=8) | 1 | 1 | 500,000 | 2 | 87.50 | 0.1610 "
+        "| MADE (num_masks=8) | 1 | 1 | 500,000 | 2 | 87.50 | 1 seed | 0.1610 "
         "| 88.40 (1 mask), 86.64 (32 masks) — Germain et al. 2015, Table 6 | 10.0 min | 900.0 | 4.00 |",
-        "| MADE (num_masks=1) | 1 | 1 | 500,000 | 2 | 90.00 | 0.1656 "
+        "| MADE (num_masks=1) | 1 | 1 | 500,000 | 2 | 90.00 | 1 seed | 0.1656 "
         "| 88.40 (1 mask), 86.64 (32 masks) — Germain et al. 2015, Table 6 | 10.0 min | 900.0 | 4.00 |",
     ]
-    nll_table = "\n".join([header, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|", *rows])
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    nll_table = "\n".join([header, rule, *rows])
     assert nll_table + "\n" in mnist  # sorted by test NLL, nothing else in the table
     recon = "| Autoencoder | 1 | 1 | 50 | 3 | 0.0734 | 30 s | 5,000.0 |"
     assert "test recon loss" in mnist and recon in mnist
@@ -81,7 +83,10 @@ def test_page_tables_name_the_papers_and_keep_the_autoencoder_apart(tmp_path):
     assert f"{link}(tradeoff_binarized_mnist.png)" in mnist
     cifar = section(page, "CIFAR-10")
     assert "| paper (bits/dim) |" in cifar
-    assert "| 6,700.00 | 3.1500 | 3.14 — van den Oord et al. 2016a, Table 5 | 10.00 h |" in cifar
+    assert (
+        "| 6,700.00 | 1 seed | 3.1500 | 3.14 — van den Oord et al. 2016a, Table 5 | 10.00 h |"
+        in cifar
+    )
     assert "(tradeoff_cifar10.png)" in cifar
     failed = section(page, "Failed, interrupted or incomplete runs")
     assert (
@@ -106,16 +111,19 @@ def test_page_and_figures_do_not_depend_on_where_they_are_written(tmp_path, monk
         assert (again / name).read_bytes() == (root / name).read_bytes(), name
 
 
-def test_tradeoff_figure_has_one_labelled_point_per_model_and_seed_error_bars(tmp_path):
+def test_tradeoff_figure_has_one_point_per_model_named_in_the_legend_and_seed_ranges(tmp_path):
     rows = aggregate(collect_runs([results_dir(tmp_path)]))["binarized_mnist"]
     figure = tradeoff_figure(rows, "binarized_mnist")
     assert figure is not None and len(figure.axes) == 2
-    labels = {"PixelCNN", "Gated PixelCNN", "MADE (num_masks=8)", "MADE (num_masks=1)"}
+    labels = ["PixelCNN", "Gated PixelCNN", "MADE (num_masks=8)", "MADE (num_masks=1)"]
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == labels  # no autoencoder
     for axes in figure.axes:
         assert axes.get_xscale() == "log"
-        assert {text.get_text() for text in axes.texts} == labels  # not the autoencoder
+        assert len(axes.containers) == len(labels) and not axes.texts  # no labels by the points
         with_bars = [c for c in axes.containers if c.has_yerr]
         assert len(with_bars) == 1  # PixelCNN, the only model with two seeds
+        low, high = with_bars[0].lines[2][0].get_segments()[0][:, 1]
+        assert (low, high) == pytest.approx((81.0, 82.0))  # the min-max range of its seeds
     sampling, throughput = figure.axes
     assert "sampling time" in sampling.get_xlabel() and "examples/s" in throughput.get_xlabel()
 
