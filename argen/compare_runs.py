@@ -33,7 +33,14 @@ RESUME_HINT = "has checkpoints/last.ckpt: resume with ckpt_path=auto"
 CONFIG_FILES = (Path(".hydra") / "config.yaml", Path("config.yaml"))
 EPOCHS_CSV = "epochs.csv"
 # Cumulative counts written at each validation (x axes of learning curves) and the curves' y.
-CURVE_X = ("train_flops", "cpu_seconds", "examples_seen", "optimizer_steps", "wall_seconds")
+CURVE_X = (
+    "train_flops",
+    "cpu_seconds",
+    "examples_seen",
+    "characters_seen",
+    "optimizer_steps",
+    "wall_seconds",
+)
 CURVE_Y = ("val/nll", "val/bits_per_dim")
 
 # Config keys that never change what a run measures: they must not split seeds into variants.
@@ -216,8 +223,20 @@ def _from_summary(summary: RunSummary) -> dict[str, Any]:
         "train_flops": number(summary.get("train_flops")),
         "cpu_seconds": number(summary.get("cpu_seconds")),
         "examples_seen": number(summary.get("examples_seen")),
-        "train_chars_per_sec": number(summary.get("train_characters_per_sec")),
+        "train_chars_per_sec": _recorded_chars_per_sec(summary),
     }
+
+
+def _recorded_chars_per_sec(summary: RunSummary) -> float | None:
+    """Characters/s a text run measured: ``characters_seen / wall_seconds`` (the same time its
+    examples/s is measured over), when its summary has both."""
+    characters, seconds = (
+        number(summary.get("characters_seen")),
+        number(summary.get("wall_seconds")),
+    )
+    if characters is None or not seconds:
+        return None
+    return characters / seconds
 
 
 def text_window(config: dict[str, Any]) -> int | None:
@@ -235,8 +254,8 @@ def text_window(config: dict[str, Any]) -> int | None:
 
 
 def per_character(fields: dict[str, Any], window: int | None) -> dict[str, Any]:
-    """Text runs: characters/s (recorded, else examples/s times the exact window) and the
-    window; images unchanged."""
+    """Text runs: characters/s (measured, else examples/s times the exact window: runs written
+    before characters were counted) and the window; images unchanged."""
     if not fields["is_text"]:
         return {**fields, "train_chars_per_sec": None}
     speed = fields["train_chars_per_sec"]

@@ -17,6 +17,7 @@ from typing import Any
 from argen.compare_cells import UNFINISHED_COLUMNS, display_label, split_rows, unfinished_cells
 from argen.compare_rows import ModelRow
 from argen.compare_runs import RunRecord
+from argen.curve_plot import curve_figure
 from argen.results_page import MODEL_CSV_COLUMNS, file_stem, model_values
 from argen.tradeoff_plot import figure_pixels, tradeoff_figure
 
@@ -42,10 +43,10 @@ CHARTS = (
         lambda row: None if row.sample_seconds.mean is None else row.sample_seconds.mean * 1e3,
     ),
     Chart(
-        "train_examples_per_sec",
+        "train_throughput",
         "vs_train_throughput",
-        "training examples/s",
-        lambda row: row.throughput.mean,
+        "training examples/s (characters/s for text)",
+        lambda row: row.speed.mean,
     ),
 )
 
@@ -108,10 +109,14 @@ def dataset_payload(data: str, rows: Sequence[ModelRow], metric: str) -> dict[st
         plot = scatter(likelihood, data, metric, chart)
         if plot is not None:
             payload[f"charts/{stem}_{metric}_{chart.key}"] = plot
-    figure = tradeoff_figure(rows, data, metric)
+    figure = tradeoff_figure(likelihood, data, metric)
     if figure is not None:
         caption = f"{data}: test {metric} against sampling time and training throughput"
         payload[f"tradeoff/{stem}"] = wandb.Image(figure_pixels(figure), caption=caption)
+    figure = curve_figure(likelihood, data, metric)
+    if figure is not None:
+        caption = f"{data}: validation {metric} against training FLOPs and process CPU seconds"
+        payload[f"curves/{stem}"] = wandb.Image(figure_pixels(figure), caption=caption)
     return payload
 
 

@@ -141,8 +141,11 @@ def test_text_throughput_is_characters_per_second_from_the_exact_window(tmp_path
     rows = {row.model: row for row in rows_of(tmp_path, "tinyshakespeare")}
     assert rows["char_rnn"].speed.mean == pytest.approx(2000.0)  # 20 windows/s x 100 chars
     assert rows["char_transformer"].speed.mean is None  # the window is unknown: absent
-    recorded = {**text, "train_characters_per_sec": 1234.0}
-    write_run(tmp_path, "gru", "char_gru", "tinyshakespeare", 1, recorded)
+    # a run that counted its characters: characters_seen / wall_seconds, whatever its window
+    recorded = {**text, "characters_seen": 123_400, "wall_seconds": 100.0}
+    write_run(
+        tmp_path, "gru", "char_gru", "tinyshakespeare", 1, recorded, datamodule={"seq_len": 7}
+    )
     assert rows_of(tmp_path, "tinyshakespeare")[0].speed.mean == pytest.approx(1234.0)
     code, _ = rendered([str(tmp_path), "--out", str(tmp_path / "out")])
     page = (tmp_path / "out" / PAGE).read_text()

@@ -12,17 +12,19 @@ from typing import Any
 import pytest
 
 from argen import compare_wandb
-from tests.compare_fakes import ROOT, metrics, offline_env, rendered, write_run
+from tests.compare_fakes import ROOT, metrics, offline_env, rendered, write_epochs, write_run
 
 SCATTER_PANEL = "wandb/scatter/v0"
 
 
 def some_runs(root: Path) -> Path:
-    """Two density models (one with two seeds), an autoencoder and a failed run."""
+    """Two density models (one with two seeds and learning curves), an autoencoder and a failed
+    run."""
     for seed, nll in [(1, 90.0), (2, 91.0)]:
-        write_run(
+        run_dir = write_run(
             root, f"made{seed}", "made", "binarized_mnist", seed, metrics(nll, 0.16, 400, 0.001)
         )
+        write_epochs(run_dir, nll, 1e6, 1e-3 * seed)
     write_run(root, "pixelcnn", "pixelcnn", "binarized_mnist", 1, metrics(82.0, 0.15, 100, 0.2))
     ae = {"params": 50, "train_examples_per_sec": 900.0, "test_recon_loss": 0.07}
     write_run(root, "ae", "autoencoder", "binarized_mnist", 1, ae)
@@ -76,8 +78,9 @@ def test_offline_without_login_logs_tables_image_and_scatter_charts(tmp_path):
     assert keys["tables/binarized_mnist"]["nrows"] == 2  # MADE and PixelCNN
     assert keys["tables/binarized_mnist_reconstruction"]["nrows"] == 1  # the autoencoder
     assert keys["tables/unfinished_runs"]["nrows"] == 1
-    image = keys["tradeoff/binarized_mnist"]
-    assert image["_type"] == "image-file" and image["width"] > 500
+    for name in ("tradeoff/binarized_mnist", "curves/binarized_mnist"):
+        image = keys[name]
+        assert image["_type"] == "image-file" and image["width"] > 500
     log = records(out / "wandb")
     [run] = [r["run"] for r in log if r["type"] == "run"]
     assert run["job_type"] == "compare" and run["project"] == "argen"
