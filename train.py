@@ -1,13 +1,15 @@
 """Train an autoregressive model: ``python train.py model=made data=binarized_mnist``.
 
 Composition only: Hydra builds the config from conf/, ``argen.run.train`` does the run. Errors the
-user can fix (config, data, checkpoint) end the command with one line and exit code 2;
+user can fix (config, data, checkpoint), and Hydra's own composition errors (a misspelt group choice,
+an unknown key, an override that does not parse), end the command with one line and exit code 2;
 ``HYDRA_FULL_ERROR=1`` shows the traceback.
 """
 
 import hydra
 from omegaconf import DictConfig
 
+from argen.compose_errors import composition_errors_in_one_line, restore_full_error_setting
 from argen.resolvers import register_resolvers
 
 register_resolvers()
@@ -15,6 +17,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    restore_full_error_setting()  # composition is over: the run sees the user's HYDRA_FULL_ERROR
     from argen.errors import exit_with_error, find_user_error
     from argen.run import train
 
@@ -29,4 +32,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    with composition_errors_in_one_line():
+        main()

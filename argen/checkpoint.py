@@ -57,10 +57,28 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(describe_load_failure(path, exc)) from None
 
 
+# How a file torch.save wrote begins: a zip archive (the default since torch 1.6) or a pickle
+# (protocol 2 and up, the legacy format).
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def looks_like_torch_file(path: Path) -> bool:
+    """Whether ``path`` begins as a file written by ``torch.save`` does (it may still be cut
+    short)."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head.startswith(TORCH_FILE_STARTS)
+
+
 def describe_load_failure(path: Path, exc: Exception) -> str:
     """One line on why ``torch.load(weights_only=True)`` failed. torch's own message advises
     retrying with ``weights_only=False``, which would run pickled code: that advice is dropped."""
     text = str(exc)
+    if not looks_like_torch_file(path):
+        return (
+            f"Checkpoint {path} is not a checkpoint (not a file torch.save writes): give a .ckpt "
+            "written by train.py (<run dir>/checkpoints/last.ckpt or best-*.ckpt)"
+        )
     if "Weights only load failed" in text or "Unsupported global" in text:
         return (
             f"Checkpoint {path} holds Python objects beyond tensors and plain containers; argen "

@@ -70,6 +70,7 @@ DEFAULT_PROJECT = "argen"
 SORTED_BY = {"nll": "test NLL", "bpd": "test bits/dim"}
 # Wide enough for any table: Rich never measures a table wider than the console it measures with.
 MEASURE_WIDTH = 10_000
+USAGE_ERROR = 2  # the exit code of a mistake the user can fix, as train.py's
 
 
 # ----------------------------------------------------------------------------------- terminal
@@ -210,33 +211,34 @@ def log_to_wandb(
 
 
 def write_files(args: argparse.Namespace, records: Sequence[RunRecord], console: Console) -> int:
-    """Write the page, CSVs and figures (--out); 0 on success, 1 without matplotlib."""
+    """Write the page, CSVs and figures (--out); 0 on success, 2 without matplotlib."""
     try:
         written = write_outputs(records, args.out, args.metric, not args.merge_configs)
     except ImportError as exc:
         print(f"error: --out needs matplotlib ({exc}); pip install matplotlib", file=sys.stderr)
-        return 1
+        return USAGE_ERROR
     console.print("Wrote " + ", ".join(str(p) for p in written), highlight=False)
     return 0
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """Print the comparison (and write files with --out, log to W&B with --wandb); 0 when runs
-    were found and every requested output was written, else 1."""
+    were found and every requested output was written, 2 (one ``error:`` line) for what the user
+    can fix (no such path, no runs, W&B unreadable, matplotlib missing), 1 when logging fails."""
     args = parse_args(argv)
     console = console or Console()
     try:
         records = collect_runs(args.paths)
     except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return USAGE_ERROR
     if not records:
         print(
             f"error: no runs found under {', '.join(args.paths)} (a run directory has "
             ".hydra/config.yaml or summary.json; train one with `python train.py`)",
             file=sys.stderr,
         )
-        return 1
+        return USAGE_ERROR
     tables = aggregate(records, args.metric, not args.merge_configs)
     failed = unfinished(records)
     print_tables(console, rich_tables(tables, failed, args.metric))

@@ -95,6 +95,18 @@ def check_numbers(cfg: DictConfig) -> None:
         _positive(cfg, key, minimum, inclusive)
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything enforces
+
+
+def check_seed(cfg: DictConfig) -> None:
+    """``seed`` is a whole number numpy accepts (Lightning would raise deep inside the run)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(
+            f"seed={seed} is invalid: it must be a whole number from 0 to {MAX_SEED}"
+        )
+
+
 def check_network_builds(cfg: DictConfig) -> None:
     """Build the network once when the config alone fixes its shape (image data with a declared
     shape), so that a model that cannot model the data says why before the data is loaded. The
@@ -116,6 +128,7 @@ def check_config(cfg: DictConfig) -> None:
     check_model_matches_data(cfg)
     check_resolves(cfg)
     check_numbers(cfg)
+    check_seed(cfg)
     check_network_builds(cfg)
 
 

@@ -78,8 +78,14 @@ def find_disk_full(exc: BaseException) -> OSError | None:
     return None
 
 
+# The user's own HYDRA_FULL_ERROR while train.py has Hydra compose with it forced to "1"
+# (``argen.compose_errors``); empty otherwise.
+USER_FULL_ERROR: list[str | None] = []
+
+
 def full_traceback_requested() -> bool:
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+    value = USER_FULL_ERROR[0] if USER_FULL_ERROR else os.environ.get("HYDRA_FULL_ERROR")
+    return value == "1"
 
 
 def exit_with_error(exc: BaseException, code: int = 2) -> NoReturn:

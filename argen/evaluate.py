@@ -194,12 +194,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(metrics))
         return
-    table = Table(title=f"{args.checkpoint} ({args.split} split)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    print_metrics(Console(), args.checkpoint, args.split, metrics)
+
+
+def print_metrics(console: Console, checkpoint: str, split: str, metrics: dict[str, float]) -> None:
+    """The checkpoint on a line of its own, never wrapped (a pipe is 80 columns wide: a long path
+    as a table title was broken mid-word), then a table of the metrics."""
+    console.print(f"{checkpoint} ({split} split)", soft_wrap=True, markup=False, highlight=False)
+    table = Table()
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}")
-    Console().print(table)
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
 from argen.quiet import quiet_libraries
+from argen.resume_command import resume_command
 from argen.summary import FINISHED, RunSummary, is_text
 from argen.summary import to_json as summary_json
 from argen.wandb_mode import choose_wandb_mode, finish_wandb
@@ -307,20 +308,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record = {
             "model": cfg.model.name,
             "data": cfg.data.name,
-            "seed": int(cfg.seed),
+            "seed": cfg.get("seed"),  # as given: the error may be that it is no valid seed
             "status": status,
             "error": " ".join(f"{type(exc).__name__}: {exc}".split()),
             "output_dir": str(output_dir),
         }
+        if status == "interrupted":
+            record["resume"] = resume_command(output_dir)
         try:
             write_summary(record, output_dir, trainer)
         except DiskFullError:
             pass  # the earlier summary.json stays whole; the error below says the disk is full
         finish_wandb(exit_code=code)
         if status == "interrupted":
-            rank_zero_info(
-                f"Run stopped; resume it with: hydra.run.dir={output_dir} ckpt_path=auto"
-            )
+            rank_zero_info(f"Run stopped; resume it with: {record['resume']}")
             raise SystemExit(code) from None
         raise
     sync_hint = finish_wandb(exit_code=0)

@@ -44,6 +44,7 @@ class RunSummary(TypedDict, total=False):
     output_dir: str  # the run directory
     status: str  # FINISHED, FAILED or INTERRUPTED
     error: str  # failed or interrupted runs: the exception, on one line
+    resume: str  # interrupted runs: the command that resumes them (argen.resume_command)
     sample_seconds_per_example: float | None  # sampling time (summary.num_samples examples)
     wandb_run: str  # entity/project/run id, when logged to W&B
     wandb_dir: str  # the W&B run files

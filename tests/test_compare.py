@@ -375,13 +375,14 @@ def test_wandb_unreachable_is_a_clear_error(tmp_path, monkeypatch, capsys):
         collect_runs(["wandb:ent/proj"])
     code, _ = rendered(["wandb:ent/proj"])
     err = capsys.readouterr().err
-    assert code == 1 and "ent/proj" in err and "ConnectionError" in err
+    assert code == 2 and "ent/proj" in err and "ConnectionError" in err
+    assert err.count("\n") == 1 and err.startswith("error: "), err  # one line
 
 
-def test_no_runs_or_missing_path_exit_1(tmp_path, capsys):
+def test_no_runs_or_missing_path_exit_2(tmp_path, capsys):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     code, _ = rendered([str(tmp_path / "empty")])
-    assert code == 1 and "no runs found" in capsys.readouterr().err
+    assert code == 2 and "no runs found" in capsys.readouterr().err
     code, _ = rendered([str(tmp_path / "nowhere" / "at" / "all")])
-    assert code == 1 and "no such directory" in capsys.readouterr().err
+    assert code == 2 and "no such directory" in capsys.readouterr().err
     assert compare.wandb_project(str(tmp_path)) is None
