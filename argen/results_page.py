@@ -30,6 +30,7 @@ from argen.compare_curves import CURVE_AXES, without_curves
 from argen.compare_rows import ModelRow, aggregate, unfinished
 from argen.compare_runs import RunRecord
 from argen.paper_results import data_name, paper_cell
+from argen.results_inspect import find_inspect_dir, inspect_section
 
 PAGE = "README.md"
 INTRO = """\
@@ -296,7 +297,9 @@ def write_outputs(
     plots = write_plots(tables, out_dir, metric)
     curves = write_plots(tables, out_dir, metric, "curves")
     written = [out_dir / PAGE, out_dir / "comparison.csv", out_dir / "runs.csv"]
-    written[0].write_text(markdown_page(tables, unfinished(records), plots, metric, curves))
+    page = markdown_page(tables, unfinished(records), plots, metric, curves)
+    folder = find_inspect_dir(out_dir, [r.source for r in records])  # argen.inspect's pictures
+    written[0].write_text(page + "".join(line + "\n" for line in inspect_section(folder)))
     write_model_csv(tables, written[1])
     write_runs_csv(records, written[2])
     figures = [*plots.values(), *curves.values()]

@@ -29,6 +29,7 @@ from argen.models.made import MADE
 from argen.models.nade import NADE
 from argen.models.pixelcnn import PixelCNN
 from argen.models.pixelrnn import RowLSTM
+from argen.plot_axes import overlapping_texts
 from tests.conftest import DATA_DIR, needs_data
 from tests.test_sample_cli import VOCAB, write_checkpoint
 
@@ -151,16 +152,19 @@ def test_every_view_draws_a_titled_figure_with_a_colour_bar():
     assert [d.key for d in drawn] == ["dependency", "masks_lecture", "masks_reach", "surprise"]
     for d in drawn:
         assert d.figure._suptitle is not None and d.figure._suptitle.get_text()
+        assert not overlapping_texts(d.figure), d.key
         image = figure_to_uint8(d.figure)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
     assert drawn[0].numbers["inputs_seen"][0] <= drawn[0].numbers["inputs_before"][0]
     cnn = PixelCNN((1, 6, 6), 2, hidden_channels=4, num_layers=2).eval()
     growth = draw_views(cnn, ["growth"], "pixelcnn", x, [(0, 4, 2)])[0]
+    assert not overlapping_texts(growth.figure)
     sizes = growth.numbers["field_sizes"]
     assert sizes == sorted(sizes) and sizes[0] > 0, "the field only grows"
     rnn = CharRNN(len(VOCAB), hidden_size=4, num_layers=1).eval()
     (text,) = draw_views(rnn, ["text"], "char_rnn", vocab=VOCAB, text="ab c")
     assert text.numbers["log_prob"] == pytest.approx(text.numbers["model_log_prob"], abs=1e-5)
+    assert not overlapping_texts(text.figure)
 
 
 def test_views_that_do_not_apply_are_refused():
@@ -317,3 +321,35 @@ def test_callback_logs_uint8_images_under_images_inspect(monkeypatch, tmp_path):
     ]
     with pytest.raises(ValueError, match="unknown view 'maps'"):
         inspect_callback.InspectLogger(enabled=True, views=["maps"])
+
+
+# ----------------------------------------------------------------------------------- results page
+def test_results_page_section_links_every_committed_picture(checkpoints, no_data, tmp_path):
+    """The page's section is built from the manifests alone: every picture linked (relative to
+    the page), the command that trained the model, the same text for the same files."""
+    from argen.results_inspect import find_inspect_dir, inspect_section
+
+    root = tmp_path / "results"
+    cli.main(
+        [str(checkpoints["made"]), "--out", str(root / "inspect" / "made_x"), "--view", "masks"]
+    )
+    cli.main(
+        [str(checkpoints["char_rnn"]), "--out", str(root / "inspect" / "rnn_x"), "--text", "ab c"]
+    )
+    assert find_inspect_dir(tmp_path, []) is None
+    runs = [root / "binarized_mnist" / "run1", root / "tinyshakespeare" / "run2"]
+    for run in runs:
+        run.mkdir(parents=True)
+    folder = find_inspect_dir(tmp_path / "elsewhere", [str(run) for run in runs])
+    assert folder == root / "inspect"
+    lines = inspect_section(folder)
+    links = [line[line.index("](") + 2 : -1] for line in lines if line.startswith("![")]
+    assert links == [
+        "inspect/made_x/masks_lecture.png",
+        "inspect/made_x/masks_reach.png",
+        "inspect/rnn_x/text.png",
+    ]
+    assert all((root / link).is_file() for link in links)
+    assert "### made (binarized_mnist)" in lines and "### char_rnn (tinyshakespeare)" in lines
+    assert any("the model's `log_prob`" in line for line in lines)
+    assert inspect_section(folder) == lines
