@@ -21,8 +21,8 @@ ATTENTION_MODELS = {"pixelsnail", "image_transformer"}
 TEXT_MODELS = {"char_rnn", "char_transformer"}
 BENCHMARK_DATA = {
     "binarized_mnist": BINARY_ONLY | PIXEL_MODELS | ATTENTION_MODELS,
-    "mnist": PIXEL_MODELS,
-    "cifar10": PIXEL_MODELS | {"pixelsnail"},
+    "mnist": PIXEL_MODELS | ATTENTION_MODELS,
+    "cifar10": PIXEL_MODELS | ATTENTION_MODELS,
     "tinyshakespeare": TEXT_MODELS,
 }
 
@@ -71,6 +71,22 @@ def test_experiment_composes_to_its_model_and_data(experiment):
     cfg = compose_train(f"experiment={experiment}")
     assert experiment == f"{cfg.model.name}_{cfg.data.name}"
     assert experiment in cfg.tags
+
+
+@pytest.mark.parametrize(
+    "experiment", ["pixelsnail_mnist", "image_transformer_mnist", "image_transformer_cifar10"]
+)
+def test_attention_pairs_pass_the_checks_train_py_runs(experiment):
+    """The attention models' MNIST and CIFAR-10 set-ups build their networks for the data's
+    shape and levels (train.py's checks before any data is read)."""
+    from argen.config_checks import check_config
+
+    cfg = compose_train(f"experiment={experiment}", hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    check_config(cfg)
+    assert cfg.model.module.net.num_levels == 256 and cfg.trainer.gradient_clip_val == 1.0
 
 
 def test_made_paper_is_the_released_single_mask_setup():
