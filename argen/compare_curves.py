@@ -5,8 +5,10 @@ Each run's points are those of its ``epochs.csv`` (one per validation). Seeds th
 the same x (FLOPs and examples are the same for every seed of a set-up) are averaged point by
 point. Where the x values differ (CPU seconds), every seed's curve is interpolated linearly in
 log x at the union of the seeds' x values, inside the range that every seed covers: the band and
-mean are drawn only where all seeds have measured points on both sides. A run without the column
-contributes nothing: no x value is ever reconstructed from a setting.
+mean are drawn only where all seeds have measured points on both sides (nowhere when the seeds'
+ranges do not overlap). Every seed's measured points are kept too (``seed_points``), so a figure
+can show all of them. A run without the column contributes nothing: no x value is ever
+reconstructed from a setting.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ CURVE_AXES = {
 
 @dataclass
 class SeedCurve:
-    """One row's curve on one x axis: the mean over ``seeds`` runs and the min and max."""
+    """One row's curve on one x axis: the mean over ``seeds`` runs and the min and max (empty
+    arrays when the seeds' x ranges do not overlap), and each seed's measured points."""
 
     x: np.ndarray
     mean: np.ndarray
@@ -37,6 +40,7 @@ class SeedCurve:
     high: np.ndarray
     seeds: int
     aligned: bool  # every seed validated at the same x values (no interpolation)
+    seed_points: list[tuple[np.ndarray, np.ndarray]]
 
 
 def run_points(run: RunRecord, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -61,8 +65,7 @@ def _same_x(points: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
 
 
 def seed_curve(rows_runs: Sequence[RunRecord], x_key: str, y_key: str) -> SeedCurve | None:
-    """Mean and min-max band over the runs that have the curve; None when none has it, or when
-    the seeds' x ranges do not overlap (no point would be covered by all of them)."""
+    """Mean and min-max band over the runs that have the curve; None when none has it."""
     points = [p for p in (run_points(r, x_key, y_key) for r in rows_runs) if p is not None]
     if not points:
         return None
@@ -73,13 +76,15 @@ def seed_curve(rows_runs: Sequence[RunRecord], x_key: str, y_key: str) -> SeedCu
     else:
         lo = max(float(x[0]) for x, _ in points)
         hi = min(float(x[-1]) for x, _ in points)
-        if lo > hi:
-            return None
         x = np.unique(np.concatenate([x for x, _ in points]))
-        x = x[(x >= lo) & (x <= hi)]
+        x = x[(x >= lo) & (x <= hi)]  # empty when the ranges do not overlap
         ys = np.stack([np.interp(np.log(x), np.log(px), py) for px, py in points])
         aligned = False
-    return SeedCurve(x, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0), len(points), aligned)
+    if not len(x):
+        empty = np.empty(0)
+        return SeedCurve(empty, empty, empty, empty, len(points), aligned, points)
+    mean, low, high = ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)
+    return SeedCurve(x, mean, low, high, len(points), aligned, points)
 
 
 def y_key(metric: str) -> str:

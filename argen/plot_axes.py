@@ -162,6 +162,26 @@ def overlapping_texts(figure: Figure) -> list[tuple[str, str]]:
     ]
 
 
+def texts_outside(figure: Figure) -> list[str]:
+    """Texts drawn (partly) outside the figure, which the saved PNG would cut off."""
+    renderer = figure.canvas.get_renderer()
+    bounds = figure.bbox
+    return [
+        text.get_text()
+        for text in visible_texts(figure)
+        if not _inside(text.get_window_extent(renderer), bounds)
+    ]
+
+
+def _inside(box, bounds, tolerance: float = 0.5) -> bool:
+    return (
+        box.x0 >= bounds.x0 - tolerance
+        and box.y0 >= bounds.y0 - tolerance
+        and box.x1 <= bounds.x1 + tolerance
+        and box.y1 <= bounds.y1 + tolerance
+    )
+
+
 def empty_axes(figure: Figure) -> list[str]:
     """Titles of the axes that draw no data (no line, marker or band)."""
     return [
@@ -172,7 +192,10 @@ def empty_axes(figure: Figure) -> list[str]:
 
 
 def check_readable(figure: Figure, name: str) -> None:
-    """Refuse to save a figure with overlapping texts or an empty axes (a bug in the layout)."""
-    overlaps, empty = overlapping_texts(figure), empty_axes(figure)
-    if overlaps or empty:
-        raise RuntimeError(f"{name}: overlapping texts {overlaps}, empty axes {empty}")
+    """Refuse to save a figure with overlapping texts, texts cut off at its edge or an empty
+    axes (a bug in the layout)."""
+    overlaps, outside, empty = overlapping_texts(figure), texts_outside(figure), empty_axes(figure)
+    if overlaps or outside or empty:
+        raise RuntimeError(
+            f"{name}: overlapping texts {overlaps}, texts cut off {outside}, empty axes {empty}"
+        )

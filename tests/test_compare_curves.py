@@ -20,6 +20,7 @@ from argen.plot_axes import (
     overlapping_texts,
     readable_log_axis,
     shown_tick_labels,
+    texts_outside,
 )
 from argen.results_page import PAGE
 from argen.tradeoff_plot import tradeoff_figure
@@ -75,6 +76,23 @@ def test_cpu_seconds_of_different_seeds_are_interpolated_in_log_x_inside_their_c
     seed2 = nll[0] + t * (nll[1] - nll[0])
     assert curve.low[at_3] == pytest.approx(min(nll[2], seed2))
     assert curve.high[at_3] == pytest.approx(max(nll[2], seed2))
+
+
+def test_seeds_without_a_common_range_are_drawn_each_on_its_own(tmp_path):
+    """Two seeds whose FLOPs never overlap (e.g. different budgets): no mean or band, but every
+    measured point is still drawn."""
+    root = tmp_path / "runs"
+    for seed, per_example in [(1, 1e6), (2, 1e8)]:
+        run_dir = write_run(root, f"s{seed}", "made", "mnist", seed, metrics(88, 0.16, 1, 1))
+        write_epochs(run_dir, 88.0, per_example, 1e-3)
+    rows = rows_of(root, "mnist")
+    curve = seed_curve(rows[0].runs, "train_flops", "val/nll")
+    assert curve is not None and len(curve.x) == 0 and len(curve.seed_points) == 2
+    figure = curve_figure(rows, "mnist")
+    flops = figure.axes[0]
+    assert flops.get_title() == "against training FLOPs"
+    assert sorted(len(line.get_xdata()) for line in flops.lines) == [5, 5]  # both seeds
+    assert empty_axes(figure) == [] and overlapping_texts(figure) == []
 
 
 def test_runs_without_the_columns_have_no_curve_and_the_page_says_so(tmp_path):
@@ -164,7 +182,9 @@ def test_overlap_check_finds_overlapping_texts():
     axes.text(1.5, 1.5, "Row LSTM")
     axes.text(1.5, 1.5, "Diagonal BiLSTM")
     assert ("Row LSTM", "Diagonal BiLSTM") in overlapping_texts(figure)
-    assert empty_axes(figure) == []
+    assert empty_axes(figure) == [] and texts_outside(figure) == []
+    figure.text(0.9, 0.5, "a title too long for the figure")
+    assert texts_outside(figure) == ["a title too long for the figure"]
     figure.add_subplot(2, 2, 4)
     assert empty_axes(figure) == ["untitled"]
 
@@ -176,6 +196,7 @@ def test_figures_of_close_models_have_no_overlapping_text_and_no_empty_panel(tmp
     for figure in (tradeoff_figure(rows, "binarized_mnist"), curve_figure(rows, "binarized_mnist")):
         assert figure is not None
         assert overlapping_texts(figure) == []
+        assert texts_outside(figure) == []
         assert empty_axes(figure) == []
         labels = [t.get_text() for t in figure.legends[0].get_texts()]
         assert len(labels) == len(models)  # every model named once, in the legend
