@@ -87,13 +87,15 @@ class GroupIndices(list):
 class GroupSampler(Sampler):
     """Concatenates the ordinary loader's batches into groups of ``layout[i]`` batches.
 
-    It wraps the very ``BatchSampler`` the ordinary loader uses (same random permutation from the
-    same draw of the global generator), so the batches are identical; the epoch ends with the
-    layout (which may stop before the sampler: ``limit_train_batches=N``).
+    It wraps a ``BatchSampler`` over the ordinary loader's own sampler (the DataModule passes its
+    ``argen.data.distributed.GlobalBatchSampler``: the same permutation), so the batches are
+    identical; the epoch ends with the layout (which may stop before the sampler:
+    ``limit_train_batches=N``).
     """
 
     def __init__(self, batches: BatchSampler, layout: Sequence[int]) -> None:
         self.batches = batches
+        self.sampler = batches.sampler  # where Lightning looks for ``set_epoch``
         self.layout = list(layout)
 
     def __len__(self) -> int:
@@ -134,10 +136,16 @@ def _one_group(group: BatchGroup) -> BatchGroup:
 
 
 def group_loader(
-    dataset: TensorBatches, batch_size: int, layout: Sequence[int], num_workers: int = 0
+    dataset: TensorBatches,
+    batch_size: int,
+    layout: Sequence[int],
+    num_workers: int = 0,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
-    """A shuffling ``DataLoader`` of ``BatchGroup``s cut by ``layout`` (group sizes in batches)."""
-    batches = BatchSampler(RandomSampler(dataset), batch_size, drop_last=False)
+    """A shuffling ``DataLoader`` of ``BatchGroup``s cut by ``layout`` (group sizes in batches),
+    in the order of ``sampler`` (default: a ``RandomSampler``)."""
+    source = RandomSampler(dataset) if sampler is None else sampler
+    batches = BatchSampler(source, batch_size, drop_last=False)
     on_device = dataset.images.device.type != "cpu"
     return DataLoader(
         GroupedBatches(dataset, batch_size),

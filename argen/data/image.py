@@ -15,7 +15,7 @@ import lightning as L
 import torch
 
 from argen.amortized import BatchGroup, group_loader, plan_groups
-from argen.data.distributed import eval_sampler
+from argen.data.distributed import eval_sampler, train_sampler
 from argen.data.in_memory import TensorBatches, batch_loader
 
 Split = Literal["train", "val", "test"]
@@ -59,8 +59,8 @@ class ImageDataModule(L.LightningDataModule):
     their files, so ``setup("test")`` works with the test files alone.
 
     Args:
-        batch_size: training batch size.
-        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        batch_size: training batch size: the global batch, split evenly over DDP processes.
+        eval_batch_size: validation/test batch size per process (default: ``batch_size``).
         num_workers: DataLoader workers (0 is fastest for in-memory tensors).
         on_device: keep the tensors on the training device (``"auto"``: on an accelerator when the
             dataset takes under a quarter of its free memory).
@@ -142,12 +142,18 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         """Shuffled training batches, or groups of them when the module being fitted asks for
-        several steps per call (``argen.amortized``): the same batches in the same order."""
+        several steps per call (``argen.amortized``): the same batches in the same order.
+
+        ``batch_size`` is the global batch; under DDP each process gets its slice of every global
+        batch (``argen.data.distributed.GlobalBatchSampler``), so N processes take the steps one
+        process would."""
         train = self.splits["train"]
-        layout = plan_groups(getattr(self, "trainer", None), len(train), self.batch_size)
-        if layout is not None:
-            return group_loader(train, self.batch_size, layout, self.num_workers)
-        return batch_loader(train, self.batch_size, True, self.num_workers)
+        trainer = getattr(self, "trainer", None)
+        sampler = train_sampler(train, self.batch_size, trainer)
+        layout = plan_groups(trainer, len(train), self.batch_size)
+        if layout is not None:  # one process only (argen.amortized.fallback_reason)
+            return group_loader(train, self.batch_size, layout, self.num_workers, sampler)
+        return batch_loader(train, sampler.batch_size, True, self.num_workers, sampler)
 
     def _eval_loader(self, split: str):
         dataset = self.splits[split]

@@ -30,7 +30,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from argen.data.distributed import eval_sampler
+from argen.data.distributed import eval_sampler, train_sampler
 from argen.data.download import ChecksumError, DataMissingError, InvalidDataError, sha256_file
 from argen.data.download import download as download_file
 
@@ -222,7 +222,8 @@ class TextDataModule(LightningDataModule):
         path: any UTF-8 text file to use instead of Tiny Shakespeare.
         split: contiguous train/val/test fractions.
         seq_len: training window length.
-        batch_size: training windows per batch.
+        batch_size: training windows per optimizer step (the global batch, split over DDP
+            processes).
         eval_batch_size: number of contiguous streams each of val/test is cut into (all in one
             batch, or split across DDP ranks); 1 gives the exact single-sequence NLL.
         download: allow downloading Tiny Shakespeare.
@@ -333,10 +334,13 @@ class TextDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.vocab is None:
             self.setup()
+        windows = TrainWindows(self.tokens["train"], self.seq_len)
+        # batch_size is the global batch; each DDP process gets its slice of every one
+        sampler = train_sampler(windows, self.batch_size, getattr(self, "trainer", None))
         return DataLoader(
-            TrainWindows(self.tokens["train"], self.seq_len),
-            batch_size=self.batch_size,
-            shuffle=True,
+            windows,
+            batch_size=sampler.batch_size,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
