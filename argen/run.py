@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from argen.atomic import atomic_write
 from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from argen.callbacks.divergence import DivergenceCheck, divergence_of
 from argen.callbacks.epoch_history import EpochHistory
 from argen.callbacks.images import RowProgress
 from argen.callbacks.rng_state import RNGState
@@ -229,6 +230,7 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     throughput = Throughput()
     callbacks += [throughput, ConfigInCheckpoint(config), RNGState(), EpochHistory()]
+    callbacks.append(DivergenceCheck())  # an exploding loss is flagged in the log and summary
     if uses_wandb:
         callbacks.append(ParamsInConfig())
     extra = {}
@@ -424,9 +426,10 @@ def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
 def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer | None) -> None:
     """Write ``summary.json`` (``argen.summary``'s layout, keeping an earlier file) and the run's
     W&B summary entries. The file is written whole before it takes the name (``argen.atomic``):
-    when the disk is full the earlier ``summary.json`` stays as it was (``DiskFullError``)."""
+    when the disk is full the earlier ``summary.json`` stays as it was (``DiskFullError``). A run
+    whose loss exploded gets ``diverged: true`` and the reason (``argen.callbacks.divergence``)."""
     path = output_dir / "summary.json"
-    record = summary_json(summary)
+    record = summary_json({**summary, **divergence_of(trainer)})
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(path, text, before_replace=lambda: keep_previous_summary(path))
     entries = wandb_summary({k: v for k, v in record.items() if k != "version"})
