@@ -35,7 +35,7 @@ from argen.callbacks.throughput import Throughput
 from argen.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from argen.config_checks import check_config, checkpoint_identity
 from argen.cpu_memory import keep_freed_memory
-from argen.errors import ConfigError, DiskFullError
+from argen.errors import ConfigError, DiskFullError, find_disk_full
 from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
@@ -325,6 +325,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if status == "interrupted":
             rank_zero_info(f"Run stopped; resume it with: {record['resume']}")
             raise SystemExit(code) from None
+        full = None if isinstance(exc, DiskFullError) else find_disk_full(exc)
+        if full is not None:  # a write that did not say which file: name the run directory
+            raise DiskFullError(full.filename2 or full.filename or output_dir) from exc
         raise
     sync_hint = finish_wandb(exit_code=0)
     report_end(summary, output_dir, sync_hint)
