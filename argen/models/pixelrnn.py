@@ -378,7 +378,8 @@ class RowLSTMStepper(PixelRNNStepper):
         self.input_weights, self.input_biases = [], []
         for layer in layers:
             weight = masked_weight(layer.input_to_state)[:, :, 0, : self.half + 1]  # [4h, 2h, taps]
-            self.input_weights.append(weight.permute(2, 1, 0).reshape(-1, weight.shape[0]))
+            # [taps][2h, 4h]: tap t reads column j - half + t
+            self.input_weights.append(list(weight.permute(2, 1, 0).contiguous()))
             self.input_biases.append(layer.input_to_state.bias)
         self.input_biases = torch.stack(self.input_biases)[:, None, None]  # [L, 1, 1, 4h]
         self.state_weights = torch.stack([layer.state_to_state for layer in layers])  # [L, kh, 4h]
@@ -398,17 +399,19 @@ class RowLSTMStepper(PixelRNNStepper):
         zeros = torch.zeros_like(self.state[0, 0])
         self.new_states = [[zeros] * width for _ in range(layers)]
         self.new_cells = [[zeros] * width for _ in range(layers)]
-        # Each layer's input on row i, with k//2 zero columns on the left (the conv padding).
-        inputs = self.state.new_zeros(layers, batch, width + self.half, 2 * self.hidden)
-        self.inputs = list(inputs)
+        self.inputs: list[list[torch.Tensor]] = [[] for _ in range(layers)]  # [L][columns so far]
 
     def _column(self, i: int, j: int) -> torch.Tensor:
         features = self.input_conv.at(self.pixels, i, j)
         for index in range(self.num_layers):
             inputs = self.inputs[index]
-            inputs[:, j + self.half] = features
-            window = inputs[:, j : j + self.half + 1].reshape(self.batch, -1)
-            gates = torch.addmm(self.recurrent[index][j], window, self.input_weights[index])
+            del inputs[j:]  # a recomputed column (the next colour of pixel j) replaces its input
+            inputs.append(features)
+            gates = self.recurrent[index][j]
+            for tap, weight in enumerate(self.input_weights[index]):
+                column = j - self.half + tap
+                if column >= 0:  # columns left of the image are the conv's zero padding
+                    gates = torch.addmm(gates, inputs[column], weight)
             state, cell = lstm_cell(gates, self.cell[index][j], dim=-1)
             self.new_states[index][j] = state
             self.new_cells[index][j] = cell
@@ -454,12 +457,13 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
         zeros = self.left_above.new_zeros(batch, h)
         self.left_states = [[zeros] * (width + 1) for _ in range(layers)]
         self.left_cells = [[zeros] * (width + 1) for _ in range(layers)]
-        self.inputs = self.left_above.new_zeros(layers, width, batch, 2 * h)
+        self.inputs: list[list[torch.Tensor]] = [[] for _ in range(layers)]  # [L][columns so far]
 
     def _column(self, i: int, j: int) -> torch.Tensor:
         features = self.input_conv.at(self.pixels, i, j)
         for index in range(self.num_layers):
-            self.inputs[index, j] = features
+            del self.inputs[index][j:]  # a recomputed column replaces its input
+            self.inputs[index].append(features)
             states = self.left_states[index]
             gates = torch.addmm(self.above[index][j], features, self.left_inputs[index])
             gates = torch.addmm(gates, states[j], self.from_left[index])
@@ -474,7 +478,7 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
         pixels = self.pixels[:, i + conv.top, conv.left : conv.left + self.width]  # [B, W, C]
         gates_in = []
         for index, layer in enumerate(self.model.layers):
-            source = self.inputs[index]  # [W, B, 2h]
+            source = torch.stack(self.inputs[index])  # [W, B, 2h]
             if layer.pixel_channels:
                 source = torch.cat([source, pixels.transpose(0, 1)], dim=-1)
             weight_t, bias = self.right_inputs[index]
