@@ -8,8 +8,10 @@ there in every run.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ import lightning as L
 import pytest
 import torch
 
-from argen.callbacks.progress import UNLIMITED, ThrottledRichProgressBar
+from argen.callbacks.progress import UNLIMITED, ThrottledRichProgressBar, TrainerSeenByBar
 from argen.density_module import DensityModule
 from argen.models.made import MADE
 from tests.conftest import DATA_DIR, ROOT, needs_data
@@ -89,6 +91,16 @@ def test_redraw_thread_raises_nothing(monkeypatch):
     for _ in range(3):
         fit(ThrottledRichProgressBar(min_interval=0, refresh_rate=1000), SlowSteps(0.005))
     assert failures == []
+
+
+def test_the_bars_view_of_the_trainer_copies_and_pickles():
+    """Lightning copies and pickles callbacks (spawned processes): the view must survive both."""
+    bar = ThrottledRichProgressBar()
+    view = TrainerSeenByBar(L.Trainer(max_epochs=3, logger=False), bar)
+    assert view.progress_bar_callback is bar and view.max_epochs == 3
+    for copied in (copy.deepcopy(view), pickle.loads(pickle.dumps(view))):
+        assert copied.max_epochs == 3
+        assert isinstance(copied.progress_bar_callback, ThrottledRichProgressBar)
 
 
 def test_unlimited_epochs_are_shown_as_such():

@@ -33,7 +33,10 @@ class TrainerSeenByBar:
         return self._bar
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._trainer, name)
+        trainer = self.__dict__.get("_trainer")  # absent while copying or unpickling
+        if trainer is None:
+            raise AttributeError(name)
+        return getattr(trainer, name)
 
 
 class ThrottledRichProgressBar(RichProgressBar):
