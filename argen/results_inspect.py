@@ -42,11 +42,12 @@ VIEW_TITLES = {
 }
 INTRO = """\
 Drawn by `python -m argen.inspect` (see the README's "Inspecting a model") from small models
-trained for a few minutes on one CPU thread by `results/inspect/train.sh`, not from the runs in
-the tables above: they show *what* each architecture conditions on, which does not depend on how
-well it is trained. Regenerate with `bash results/inspect/train.sh && bash results/inspect/draw.sh`.
-Dependency maps are exact gradients |∂ log p(x_t | x_<t) / ∂ x_j| averaged over test images: white
-is exactly zero, hatched pixels come after the target in the model's ordering, the target is red.
+trained for three minutes each on one CPU thread by `results/inspect/train.sh`, not from the runs
+in the tables above. Where a dependency map is zero is fixed by the architecture, however long it
+is trained; the magnitudes and the surprise depend on training. Regenerate with
+`bash results/inspect/train.sh && bash results/inspect/draw.sh`. Dependency maps are exact
+gradients |∂ log p(x_t | x_<t) / ∂ x_j| averaged over four test images: white is exactly zero,
+grey hatched pixels come after the target in the model's ordering, the target is red.
 """
 
 

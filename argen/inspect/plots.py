@@ -24,6 +24,7 @@ from argen.inspect.masks import MadeConnectivity  # noqa: E402
 from argen.inspect.text import CharStep, show_char  # noqa: E402
 
 HATCH_COLOUR = "0.55"
+AFTER_COLOUR = "0.86"  # grey under the hatching: tells "after" from a white exact zero
 TARGET_COLOUR = "red"
 DPI = 100
 
@@ -63,7 +64,8 @@ def figure_to_uint8(figure: Figure) -> np.ndarray:
 
 
 def hatch_region(ax, region: np.ndarray) -> None:
-    """Hatch the pixels of bool ``region`` [H, W], one rectangle per horizontal run."""
+    """Grey and hatch the pixels of bool ``region`` [H, W], one rectangle per horizontal run
+    (a lone pixel is too small for the hatching alone to show)."""
     for row in range(region.shape[0]):
         col = 0
         while col < region.shape[1]:
@@ -78,7 +80,7 @@ def hatch_region(ax, region: np.ndarray) -> None:
                     (start - 0.5, row - 0.5),
                     col - start,
                     1,
-                    fill=False,
+                    facecolor=AFTER_COLOUR,
                     hatch="////",
                     edgecolor=HATCH_COLOUR,
                     linewidth=0,
@@ -133,7 +135,7 @@ def dependency_figure(panels: Sequence[DependencyPanel], title: str) -> Figure:
     bar.set_label("|∂ log p(x_t | x_<t) / ∂ x_j|", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     figure.suptitle(
-        f"{title}\nwhite: exactly 0 · hatched: after the target · red: target", fontsize=9
+        f"{title}\nwhite: exactly 0 · grey, hatched: after the target · red: target", fontsize=9
     )
     return figure
 
@@ -166,7 +168,7 @@ def comparison_figure(panels: Sequence[DependencyPanel], title: str, columns: in
     bar.set_label("|∂ log p(x_t | x_<t) / ∂ x_j|", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     figure.suptitle(
-        f"{title}\nwhite: exactly 0 · hatched: after the target · red: target", fontsize=10
+        f"{title}\nwhite: exactly 0 · grey, hatched: after the target · red: target", fontsize=10
     )
     return figure
 
@@ -319,8 +321,11 @@ def made_reach_figure(counts: np.ndarray, positions: np.ndarray, title: str) -> 
 # ----------------------------------------------------------------------------------- text
 def char_strip_figure(steps: Sequence[CharStep], total: float, title: str, width: int = 32):
     """The string as a strip of cells, one per character, coloured by p(x_t | x_<t)."""
+    width = min(width, len(steps))
     rows = -(-len(steps) // width)
-    figure, ax = plt.subplots(figsize=(0.34 * width + 1.2, 0.5 * rows + 1.1))
+    figure, ax = plt.subplots(
+        figsize=(max(0.3 * width + 1.4, 6.5), 0.42 * rows + 0.9), layout="constrained"
+    )
     cmap = plt.get_cmap("RdYlGn")
     values = np.full((rows, width), np.nan)
     for step in steps:
