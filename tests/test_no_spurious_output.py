@@ -141,6 +141,8 @@ def test_train_py_with_the_default_bar_prints_no_traceback(tmp_path, model):
             "debug=quick",
             "trainer.accelerator=cpu",
             "trainer.max_epochs=2",
+            "trainer.limit_train_batches=6",
+            "data.datamodule.batch_size=16",
             "model.module.steps_per_call=2",
             "callbacks.image_logger.num_images=0",
             "summary.num_samples=0",
