@@ -64,7 +64,7 @@ def atomic_file(
         raise
     temp = Path(temp_name)
     try:
-        os.chmod(fd, FILE_MODE)
+        os.chmod(temp, FILE_MODE)
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
