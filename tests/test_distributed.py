@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from argen.checkpoint import read_checkpoint
 from argen.data.distributed import EvalShardSampler, GlobalBatchSampler
+from argen.data.image import SPLITS, ImageDataModule
+from argen.data.text import TextDataModule
 from argen.errors import ConfigError
 from argen.run_dir_guard import TOKEN_ENV, TOKEN_FILE, guard_run_dir
 from tests.conftest import needs_data, read_summaries, run_train
@@ -57,6 +60,55 @@ def test_a_partial_batch_smaller_than_the_processes_is_left_to_every_process():
     samplers = [GlobalBatchSampler(range(41), 20, 4, rank) for rank in range(4)]
     assert [len(s) for s in samplers] == [10, 10, 10, 10]  # the lone 41st example is skipped
     assert sorted(i for s in samplers for i in s) == sorted(samplers[0].order()[:40].tolist())
+
+
+class CountingImages(ImageDataModule):
+    """46 one-channel 2x2 images whose first pixel is their index."""
+
+    shape, num_levels = (1, 2, 2), 256
+
+    def load_splits(self, splits=SPLITS):
+        images = torch.zeros(46, 1, 2, 2, dtype=torch.uint8)
+        images[:, 0, 0, 0] = torch.arange(46, dtype=torch.uint8)
+        return {split: (images, None) for split in splits}
+
+
+def steps_of(make_loader, world: int) -> list[list[int]]:
+    """Each optimizer step's examples over ``world`` processes, from their training loaders."""
+    per_rank = [
+        [x.flatten(1)[:, 0].tolist() for x, *_ in make_loader(rank)] for rank in range(world)
+    ]
+    assert len({len(batches) for batches in per_rank}) == 1, "every process takes as many steps"
+    return [sum((batches[k] for batches in per_rank), []) for k in range(len(per_rank[0]))]
+
+
+def test_the_datamodules_give_two_processes_the_batches_of_one(tmp_path):
+    """batch_size is the global batch for images and text alike."""
+
+    def images(rank: int, world: int):
+        dm = CountingImages(batch_size=10)
+        dm.setup("fit")
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank) if world > 1 else None
+        loader = dm.train_dataloader()
+        assert loader.batch_size == 10 // world
+        return loader
+
+    single = steps_of(lambda rank: images(rank, 1), 1)
+    assert [len(step) for step in single] == [10, 10, 10, 10, 6]
+    assert steps_of(lambda rank: images(rank, 2), 2) == single
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(chr(ord("a") + i % 26) for i in range(400)))
+
+    def windows(rank: int, world: int):
+        dm = TextDataModule(str(tmp_path), path=str(text), seq_len=1, batch_size=8)
+        dm.setup()
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank) if world > 1 else None
+        return [(x,) for x in dm.train_dataloader()]
+
+    single = steps_of(lambda rank: windows(rank, 1), 1)
+    assert len(single[0]) == 8
+    assert steps_of(lambda rank: windows(rank, 2), 2) == single
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_refused():
