@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------- data
-def datamodule_of(cfg: DictConfig, data_dir: str | None):
+def datamodule_of(cfg: DictConfig, data_dir: str | None) -> Any:
+    """The checkpoint's DataModule, reading from ``data_dir`` when given."""
     data_cfg = OmegaConf.to_container(cfg.data.datamodule)
     if data_dir is not None and "data_dir" in data_cfg:
         data_cfg["data_dir"] = data_dir
@@ -150,7 +151,10 @@ def write_manifest(
     return path
 
 
-def plan(args: argparse.Namespace, checkpoint: Path):
+Plan = tuple[Any, DictConfig, list[str]]  # (LightningModule, its config, the views to draw)
+
+
+def plan(args: argparse.Namespace, checkpoint: Path) -> Plan:
     """Load ``checkpoint`` and check that the requested views and targets apply to its model:
     (module, cfg, views). Nothing is read or written yet."""
     module, cfg = load_checkpoint(checkpoint)
@@ -167,7 +171,7 @@ def plan(args: argparse.Namespace, checkpoint: Path):
 
 
 def inspect_checkpoint(
-    args: argparse.Namespace, checkpoint: Path, planned, folder: Path, command: str
+    args: argparse.Namespace, checkpoint: Path, planned: Plan, folder: Path, command: str
 ) -> torch.Tensor | None:
     """Draw one checkpoint's views into ``folder``; returns the images it used (or None)."""
     module, cfg, views = planned

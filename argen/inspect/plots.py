@@ -95,7 +95,7 @@ def mark_target(ax, row: int, col: int) -> None:
     )
 
 
-def heat_cmap():
+def heat_cmap() -> matplotlib.colors.Colormap:
     """Dark = strong dependency; exact zeros (masked) white; values under the scale near-white."""
     base = plt.get_cmap("magma_r")
     return base.with_extremes(bad="white", under=base(0.02))
@@ -319,7 +319,9 @@ def made_reach_figure(counts: np.ndarray, positions: np.ndarray, title: str) -> 
 
 
 # ----------------------------------------------------------------------------------- text
-def char_strip_figure(steps: Sequence[CharStep], total: float, title: str, width: int = 32):
+def char_strip_figure(
+    steps: Sequence[CharStep], total: float, title: str, width: int = 32
+) -> Figure:
     """The string as a strip of cells, one per character, coloured by p(x_t | x_<t)."""
     width = min(width, len(steps))
     rows = -(-len(steps) // width)

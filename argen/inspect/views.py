@@ -65,7 +65,7 @@ class Drawn:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
-def pick_images(dataset, count: int) -> torch.Tensor:
+def pick_images(dataset: torch.utils.data.Dataset, count: int) -> torch.Tensor:
     """``count`` images (levels [N, C, H, W], float) spread evenly over a map-style ``dataset``
     whose items are images or (image, label) pairs (the first images of a split can all be one
     digit)."""
