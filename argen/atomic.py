@@ -5,20 +5,53 @@ file in the same directory, flushed to disk, and renamed over the final name wit
 which is atomic on POSIX and Windows within one file system. A crash, a kill or a full disk in the
 middle of writing leaves the previous file (if any) untouched and no temporary file behind.
 
-A full disk (``ENOSPC``, or a quota: ``EDQUOT``) is raised as :class:`argen.errors.DiskFullError`
+A full disk (``ENOSPC``, or a quota: ``EDQUOT``) is raised as :class:`DiskFullError`
 naming the file, which the command-line tools print as one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from argen.errors import NO_SPACE_ERRNOS, DiskFullError, find_disk_full
+
+class DiskFullError(OSError):
+    """The disk (or quota) filled up while writing ``path``; the files written before are intact
+    (``argen.atomic`` never leaves a partial file under a final name)."""
+
+    def __init__(self, path: object | None = None) -> None:
+        self.path = path
+        where = str(path) if path is not None else "the run's files"
+        super().__init__(
+            f"no space left on device while writing {where}: free some space (or write runs to "
+            "another disk with paths.log_dir=DIR) and run again; ckpt_path=auto with "
+            "hydra.run.dir=<run dir> resumes from the last checkpoint"
+        )
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def find_disk_full(exc: BaseException) -> OSError | None:
+    """The first "no space left on device" (or quota) ``OSError`` among ``exc``, its causes and the
+    exceptions it was raised while handling."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in NO_SPACE_ERRNOS:
+            return current
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return None
+
 
 TEMP_SUFFIX = ".tmp"
 

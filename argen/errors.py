@@ -7,31 +7,15 @@ switch Hydra users already know) shows the full traceback instead.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from typing import NoReturn
 
+from argen.atomic import DiskFullError, find_disk_full
+
 
 class ConfigError(ValueError):
     """A config value or combination argen cannot run, found before anything expensive starts."""
-
-
-class DiskFullError(OSError):
-    """The disk (or quota) filled up while writing ``path``; the files written before are intact
-    (``argen.atomic`` never leaves a partial file under a final name)."""
-
-    def __init__(self, path: object | None = None) -> None:
-        self.path = path
-        where = str(path) if path is not None else "the run's files"
-        super().__init__(
-            f"no space left on device while writing {where}: free some space (or write runs to "
-            "another disk with paths.log_dir=DIR) and run again; ckpt_path=auto with "
-            "hydra.run.dir=<run dir> resumes from the last checkpoint"
-        )
-
-
-NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -59,22 +43,6 @@ def find_user_error(exc: BaseException) -> BaseException | None:
     full = find_disk_full(exc)
     if full is not None:
         return DiskFullError(full.filename2 or full.filename)
-    return None
-
-
-def find_disk_full(exc: BaseException) -> OSError | None:
-    """The first "no space left on device" (or quota) ``OSError`` among ``exc``, its causes and the
-    exceptions it was raised while handling."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in NO_SPACE_ERRNOS:
-            return current
-        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return None
 
 

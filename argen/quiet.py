@@ -46,3 +46,6 @@ def quiet_libraries() -> None:
             logger.propagate = True
     for pattern in WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    # A line the log file cannot take (a full disk) must not print a traceback per message: the
+    # run ends with its own one-line disk-full error instead.
+    logging.raiseExceptions = False
