@@ -39,6 +39,7 @@ COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException, Search
 GROUP_NOUNS = {"model": "a model", "data": "a dataset", "experiment": "an experiment"}
 GRAMMAR_URL = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
+
 def restore_full_error_setting() -> None:
     """Put ``HYDRA_FULL_ERROR`` back as the user set it (idempotent; a no-op outside the CLI)."""
     if not USER_FULL_ERROR:
