@@ -102,9 +102,7 @@ def check_seed(cfg: DictConfig) -> None:
     """``seed`` is a whole number numpy accepts (Lightning would raise deep inside the run)."""
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(
-            f"seed={seed} is invalid: it must be a whole number from 0 to {MAX_SEED}"
-        )
+        raise ConfigError(f"seed={seed} is invalid: it must be a whole number from 0 to {MAX_SEED}")
 
 
 def check_network_builds(cfg: DictConfig) -> None:
