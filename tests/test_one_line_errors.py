@@ -135,6 +135,15 @@ def test_config_checks(overrides, quote):
     assert_in_readme(quote, config_error(*overrides))
 
 
+def test_multirun_with_a_relaunching_strategy():
+    from argen.run import refuse_unsafe_multirun
+
+    cfg = composed("hydra.mode=MULTIRUN", "trainer=ddp", "trainer.devices=2")
+    with pytest.raises(ConfigError) as info:
+        refuse_unsafe_multirun(cfg)
+    assert_in_readme("--multirun with trainer.strategy=ddp ... is refused", str(info.value))
+
+
 def test_text_data_without_a_file():
     from hydra.utils import instantiate
 
