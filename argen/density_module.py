@@ -28,7 +28,8 @@ class DensityModule(ARModule):
 
     Args:
         net: a density model (``log_prob(x) -> [B]`` nats, ``sample(n)``); if it defines
-            ``training_loss(x) -> [B]`` (order-agnostic MADE/NADE) that is the training objective.
+            ``training_loss(x) -> [B]`` (order-agnostic MADE/NADE, or a step without the input
+            values check, which is then made here once per batch) that is the training objective.
         optimizer: factory called with the parameters, e.g. ``partial(torch.optim.Adam, lr=1e-3)``.
         scheduler: optional factory called with the optimizer.
         scheduler_interval: ``"epoch"`` or ``"step"``.
@@ -113,14 +114,18 @@ class DensityModule(ARModule):
 
     def _batch_loss(self, batch, batch_idx: int) -> torch.Tensor:
         """One ordinary batch's training loss, checked for a non-finite value at once."""
-        loss = self._step_loss(batch)
+        loss = self._step_loss(batch, check_values=True)
         self._check_finite(loss.unsqueeze(0), self.global_step, batch_idx)
         return loss
 
-    def _step_loss(self, batch) -> torch.Tensor:
+    def _step_loss(self, batch, check_values: bool = False) -> torch.Tensor:
         """A step's training loss, summed for train/nll and logged. Unchecked: a group of steps
-        (``argen.amortized``) checks its losses once, at its end."""
+        (``argen.amortized``) checks its losses once, at its end, and its inputs at its start;
+        ``check_values`` checks this batch's input values (``training_loss`` checks only their
+        form)."""
         x, kwargs = self._inputs(batch)
+        if check_values and hasattr(self.net, "training_loss"):
+            self.net.validate_levels(x)
         loss, loss_per_example = self._loss(x, kwargs)
         self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
         return loss

@@ -44,9 +44,18 @@ class DensityModel(nn.Module):
         """Raise ``ValueError`` unless ``x`` is a floating tensor [B, *shape] of integer levels."""
         validate_levels(x, self.shape, self.num_levels, type(self).__name__)
 
+    def validate_form(self, x: torch.Tensor) -> None:
+        """The free part of ``validate_levels``: type, dtype and shape, no pass over the values.
 
-def validate_levels(x: torch.Tensor, shape: Sequence[int], num_levels: int, who: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating tensor [B, *shape] of levels 0..K-1."""
+        ``training_loss`` (the training hot path) checks only this much; its caller checks the
+        values once per batch or group of batches (``DensityModule``, ``argen.amortized``), and
+        ``log_prob`` always checks them.
+        """
+        validate_form(x, self.shape, type(self).__name__)
+
+
+def validate_form(x: torch.Tensor, shape: Sequence[int], who: str) -> None:
+    """Raise unless ``x`` is a floating tensor [B, *shape] (no pass over its values)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who}.log_prob expects a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
@@ -59,10 +68,15 @@ def validate_levels(x: torch.Tensor, shape: Sequence[int], num_levels: int, who:
             f"{who}.log_prob expects inputs of shape [B, {', '.join(map(str, shape))}], "
             f"got {list(x.shape)}"
         )
+
+
+def validate_levels(x: torch.Tensor, shape: Sequence[int], num_levels: int, who: str) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating tensor [B, *shape] of levels 0..K-1."""
+    validate_form(x, shape, who)
     if x.numel() == 0:
         return
-    # One pass for the range, one for the fractional parts, one host sync: this runs on every
-    # training step (min, max and equal-to-round took 3x longer on a CPU).
+    # One pass for the range, one for the fractional parts, one host sync: this runs once per
+    # batch in training (min, max and equal-to-round took 3x longer on a CPU).
     low_high = torch.aminmax(x.detach())
     stats = torch.stack([*low_high, torch.frac(x.detach()).abs_().sum()])
     low, high, fractional = stats.tolist()

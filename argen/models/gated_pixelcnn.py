@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.cached_sampling import RasterImageModel, check_sampler
-from argen.models.masked_conv import MaskedConv2d
+from argen.models.masked_conv import MaskedConv2d, set_conv_impl
 from argen.models.pixel_heads import make_head
 from argen.models.pixel_ops import (
     apply_relu_stack,
@@ -41,7 +41,7 @@ from argen.models.pixel_ops import (
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:
     """Move a feature map one row down (zeros enter at the top), so row i holds row i-1."""
-    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+    return F.pad(x, (0, 0, 1, -1))  # one copy: pad the top, crop the bottom
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +105,8 @@ class GatedPixelCNN(RasterImageModel):
     ``sample(n, y=...)`` take integer labels [B] when ``num_classes`` is set. ``sampler`` picks
     what ``sample`` and ``complete`` run: ``"cached"`` (fast, Ramachandran et al. 2017;
     ``GatedPixelCNNStepper``) or ``"naive"`` (a full pass per sub-pixel); both give identical
-    samples for the same seed (``argen.models.cached_sampling``).
+    samples for the same seed (``argen.models.cached_sampling``). ``conv_impl``: how the masked
+    convolutions compute (``MaskedConv2d``; ``"dense"`` is the reference).
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class GatedPixelCNN(RasterImageModel):
         num_classes: int | None = None,
         output_channels: int | None = None,
         sampler: str = "cached",
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__(shape, num_levels)
         self.sampler = check_sampler(sampler)
@@ -150,6 +152,7 @@ class GatedPixelCNN(RasterImageModel):
             nn.ReLU(),
             MaskedConv2d(output_channels, self.head.out_channels, 1, "B", channels),
         )
+        set_conv_impl(self, conv_impl)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Levels [B, C, H, W] (and labels [B]) -> head parameters [B, C, H, W, P]."""

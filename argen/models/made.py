@@ -7,6 +7,15 @@ themselves are never overwritten), so the optimizer state stays consistent when 
 With ``num_masks > 1`` the model is trained order/connectivity-agnostically: a fixed set of mask
 seeds is cycled, one per training step. Evaluation with several masks is the mixture
 ``log p(x) = logsumexp_k log p_k(x) - log K`` (never an average of logits, which is not a density).
+
+Sampling (``sampler="cached"``, the default) costs about one forward pass per sample instead of D:
+a hidden unit of degree m depends only on the inputs ranked <= m in the ordering, so once those
+are drawn its value is final. With the units of every layer sorted by degree, drawing the variable
+ranked m + 1 computes only the units of degree m in each layer (from the final units below them)
+and one output row; over the D draws that adds up to each weight matrix used once (O(D H) for the
+first layer). ``sampler="naive"`` runs the whole network per variable; both draw the same random
+numbers in the same order, so they give the same samples for the same generator (up to a uniform
+draw within float rounding of a probability, as for the raster samplers).
 """
 
 from __future__ import annotations
@@ -23,19 +32,50 @@ from argen.models.base import DensityModel, require_binary
 from argen.models.fvsbn import check_temperature, tempered_probs
 from argen.models.ordering import ORDERINGS, draw_ordering
 
+SAMPLERS = ("cached", "naive")
+
+
+class _MaskedLinearFunction(torch.autograd.Function):
+    """``F.linear(x, weight * mask, bias)`` as one autograd node: the same operations in the same
+    order (so the same values and gradients, bit for bit), but the weight's gradient is masked
+    in place, with no separate product node or extra weight-sized buffer in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x, weight, mask, bias):
+        masked = weight * mask
+        ctx.save_for_backward(x, masked, mask)
+        ctx.has_bias = bias is not None
+        return F.linear(x, masked, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, masked, mask = ctx.saved_tensors
+        grad_x = grad @ masked if ctx.needs_input_grad[0] else None
+        grad_weight = (grad.t() @ x).mul_(mask) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
+        return grad_x, grad_weight, None, grad_bias
+
 
 class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a fixed 0/1 mask in every forward pass."""
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask in every forward pass.
+
+    ``fused`` (default): one autograd node (``_MaskedLinearFunction``) for [B, in] inputs;
+    ``False``: the reference ``F.linear(x, weight * mask, bias)`` (same values and gradients).
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)
         self.register_buffer("mask", torch.ones(out_features, in_features))
+        self.fused = True
 
     def set_mask(self, mask: torch.Tensor) -> None:
         # Rebind rather than copy in place: the previous mask may still be saved for backward.
         self.mask = mask.to(self.mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and x.dim() == 2:
+            return _MaskedLinearFunction.apply(x, self.weight, self.mask, self.bias)
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
@@ -53,6 +93,8 @@ class MADE(DensityModel):
         ordering_seed: base seed of the orderings and connectivity (as FVSBN's and NADE's).
         seed: deprecated name of ``ordering_seed`` (configs and checkpoints written before the
             rename still load).
+        sampler: ``"cached"`` (one forward pass' work per sample) or ``"naive"`` (D passes);
+            identical samples.
     """
 
     def __init__(
@@ -66,9 +108,13 @@ class MADE(DensityModel):
         direct_connection: bool = False,
         ordering_seed: int = 0,
         seed: int | None = None,
+        sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
         require_binary(num_levels, "MADE")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be 'cached' or 'naive', got {sampler!r}")
+        self.sampler = sampler
         if seed is not None:
             if ordering_seed not in (0, seed):
                 raise ValueError(
@@ -183,8 +229,12 @@ class MADE(DensityModel):
         return torch.logsumexp(torch.stack(per_mask), dim=0) - math.log(masks)
 
     def training_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-example NLL under the current mask; the mask then advances (order-agnostic training)."""
-        self.validate_levels(x)
+        """Per-example NLL under the current mask; the mask then advances (order-agnostic training).
+
+        The training hot path: only ``x``'s form is checked here, its values once per batch by the
+        caller (``validate_form``); ``log_prob`` checks everything.
+        """
+        self.validate_form(x)
         loss = -self._log_prob_current_mask(x)
         self.next_mask()
         return loss
@@ -197,13 +247,19 @@ class MADE(DensityModel):
         generator: torch.Generator | None = None,
         mask_index: int | None = None,
         temperature: float = 1.0,
+        sampler: str | None = None,
     ) -> torch.Tensor:
-        """Draw ``n`` samples, one variable at a time in the ordering (D forward passes).
+        """Draw ``n`` samples, one variable at a time in the ordering.
 
         With several eval masks, each sample picks a mask uniformly, which samples the mixture.
         ``temperature`` T divides the logit of every conditional (T = 1: the model itself).
+        ``sampler`` (default ``self.sampler``): ``"cached"`` or ``"naive"`` (see the module).
         """
         check_temperature(temperature)
+        sampler = self.sampler if sampler is None else sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be 'cached' or 'naive', got {sampler!r}")
+        fill = self._fill_cached if sampler == "cached" else self._fill_naive
         device = torch.device(device) if device is not None else self.order.device
         current = self.mask_index
         if mask_index is not None or self.num_eval_masks == 1:
@@ -216,10 +272,62 @@ class MADE(DensityModel):
             rows = (choice == k).nonzero().flatten().to(device)
             self.use_mask(k)
             x = torch.zeros(len(rows), self.num_dims, device=device, dtype=dtype)
-            for d in self.order.tolist():
-                probs = tempered_probs(self(x)[:, d], temperature)
-                u = torch.rand(len(rows), generator=generator).to(device)
-                x[:, d] = (u < probs).to(dtype)
-            out[rows] = x
+            out[rows] = fill(x, temperature, generator)
         self.use_mask(current)
         return out.reshape(n, *self.shape)
+
+    def _fill_naive(
+        self, x: torch.Tensor, temperature: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Draw every variable of ``x`` [m, D] in order with the current mask, a pass per draw."""
+        for d in self.order.tolist():
+            probs = tempered_probs(self(x)[:, d], temperature)
+            u = torch.rand(x.shape[0], generator=generator).to(x.device)
+            x[:, d] = (u < probs).to(x.dtype)
+        return x
+
+    def _fill_cached(
+        self, x: torch.Tensor, temperature: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``_fill_naive``'s draws, computing each hidden unit once, when it becomes final."""
+        num_dims, device = self.num_dims, x.device
+        order = self.order.to(device)
+        _, degrees = self.degrees(self.mask_index)
+        # Everything in rank order: inputs by their rank in the ordering, units by degree.
+        columns, weights, biases, ends = order, [], [], []
+        for layer, degree in zip(self.hidden_layers, degrees[1:], strict=True):
+            degree, rows = torch.sort(degree.to(device), stable=True)
+            weight = layer.weight * layer.mask
+            weights.append(weight[rows][:, columns])
+            biases.append(layer.bias[rows])
+            # ends[m]: units of degree <= m, i.e. final once the inputs ranked <= m are known
+            ends.append(
+                torch.searchsorted(degree, torch.arange(num_dims, device=device), right=True)
+            )
+            columns = rows
+        out_weight = (self.output_layer.weight * self.output_layer.mask)[order][:, columns]
+        out_bias = self.output_layer.bias[order]
+        direct = None
+        if self.direct is not None:
+            direct = (self.direct.weight * self.direct.mask)[order][:, order]
+        ends = [e.tolist() for e in ends]
+        ranked = torch.zeros_like(x)  # the inputs in rank order
+        hidden = [x.new_zeros(x.shape[0], w.shape[0]) for w in weights]
+        for t in range(num_dims):  # draw the variable ranked t + 1 (inputs ranked <= t known)
+            below, known = ranked, t
+            for h, w, b, end in zip(hidden, weights, biases, ends, strict=True):
+                start = end[t - 1] if t else 0
+                if end[t] > start:  # units of degree t: final now
+                    pre = torch.addmm(
+                        b[start : end[t]], below[:, :known], w[start : end[t], :known].t()
+                    )
+                    h[:, start : end[t]] = torch.relu(pre)
+                below, known = h, end[t]
+            logit = torch.mv(below[:, :known], out_weight[t, :known]) + out_bias[t]
+            if direct is not None:
+                logit = logit + ranked[:, :t] @ direct[t, :t]
+            probs = tempered_probs(logit, temperature)
+            u = torch.rand(x.shape[0], generator=generator).to(device)
+            ranked[:, t] = (u < probs).to(x.dtype)
+        x[:, order] = ranked
+        return x

@@ -85,11 +85,55 @@ def causal_mask(
     return mask
 
 
+IMPLS = ("auto", "dense", "rows", "split")
+
+
+def check_impl(impl: str) -> str:
+    """Validate a masked-convolution implementation name (see ``MaskedConv2d``)."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    return impl
+
+
+def auto_impl(kernel_size: tuple[int, int], centre: tuple[int, int], device_type: str) -> str:
+    """The implementation ``impl="auto"`` runs, a rule from measurements (benchmarks/net_speed.py
+    ``--impls`` times every rule candidate per layer).
+
+    On a CPU the kernel cut below the centre row (``"rows"``) was fastest for every k x k layer
+    measured: it drops the masked rows and needs one convolution; the two-convolution ``"split"``
+    does fewer multiply-adds but pays a second pass over the input and an addition. On a GPU
+    (not yet measured here) cuDNN's 3x3 kernels are specialised, so square kernels stay dense
+    there and only kernels with more than one masked row are cut.
+    """
+    kh, kw = kernel_size
+    if kh == 1 or centre[0] == kh - 1:  # no masked rows below the centre: nothing to cut
+        return "rows"
+    if device_type == "cuda" and kh - 1 - centre[0] < 2:
+        return "dense"
+    return "rows"
+
+
 class MaskedConv2d(nn.Conv2d):
     """A stride-1 convolution whose weight is multiplied by a raster-order causal mask.
 
     Padding is applied so that output ``(i, j)`` is computed with the kernel's ``centre`` tap on
     input ``(i, j)``; the output therefore has the input's spatial size.
+
+    The ``weight`` parameter keeps its full kh x kw shape (checkpoints of every implementation are
+    interchangeable), but ``impl`` decides which taps are computed:
+
+    * ``"dense"``: the whole kernel times the mask, on a padded copy of the input (the reference,
+      and what every layer ran before the other implementations existed);
+    * ``"rows"``: only the kernel rows up to the centre row (the rows below are all masked), with
+      the mask applied to the centre row only; no multiplication at all where the kept taps are
+      all unmasked (1x1 grey mask-B layers), and no padded copy where none is needed;
+    * ``"split"``: the unmasked taps only, as the sum of a convolution over the rows above
+      (``cr x kw``, shifted down one row) and one over the current row up to the centre
+      (``1 x cc``, or ``cc + 1`` when the centre tap's colour mask lets anything through);
+    * ``"auto"`` (default): ``auto_impl``'s rule for the input's device.
+
+    All give the same outputs up to float rounding and the same (exactly zero) gradients on the
+    masked taps, since masked taps never enter the computation.
     """
 
     def __init__(
@@ -102,6 +146,7 @@ class MaskedConv2d(nn.Conv2d):
         centre: tuple[int, int] | None = None,
         out_chunks: int = 1,
         bias: bool = True,
+        impl: str = "auto",
     ) -> None:
         kh, kw = _pair(kernel_size)
         super().__init__(in_channels, out_channels, (kh, kw), padding=0, bias=bias)
@@ -109,22 +154,111 @@ class MaskedConv2d(nn.Conv2d):
         self.mask_type = mask_type
         self.num_groups = num_groups
         self.centre = (cr, cc)
+        self.impl = check_impl(impl)
         # F.pad order: (left, right, top, bottom).
         self._pad = (cc, kw - 1 - cc, cr, kh - 1 - cr)
         mask = causal_mask(
             in_channels, out_channels, (kh, kw), mask_type, num_groups, (cr, cc), out_chunks
         )
         self.register_buffer("mask", mask, persistent=False)
+        self._centre_key: tuple[int, int] | None = None
+        self._centre_flags = (False, False)
 
     @property
     def pad(self) -> tuple[int, int, int, int]:
         """The zero padding (left, right, top, bottom, ``F.pad`` order) that keeps the size."""
         return self._pad
 
+    def resolved_impl(self, device_type: str) -> str:
+        """The implementation run on a device of this type (``impl``, with ``"auto"`` resolved)."""
+        if self.impl == "auto":
+            return auto_impl(self.kernel_size, self.centre, device_type)
+        return self.impl
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        impl = self.resolved_impl(x.device.type)
+        if impl == "rows":
+            return _layout(self._forward_rows(x), x)
+        if impl == "split":
+            return _layout(self._forward_split(x), x)
         return F.conv2d(F.pad(x, self._pad), self.weight * self.mask, self.bias)
+
+    def _centre(self) -> tuple[bool, bool]:
+        """Whether the centre tap's colour mask is all open (grey mask B) or all shut (grey mask
+        A); read from ``mask`` again whenever it changed (a test may swap it in place)."""
+        key = (self.mask.data_ptr(), self.mask._version)
+        if key != self._centre_key:
+            centre = self.mask[:, :, self.centre[0], self.centre[1]]
+            self._centre_flags = (bool(centre.all()), not bool(centre.any()))
+            self._centre_key = key
+        return self._centre_flags
+
+    def _centre_row(self, width: int) -> torch.Tensor:
+        """The centre row's first ``width`` taps, colour-masked at the centre: [out, in, 1, w]."""
+        cr, cc = self.centre
+        row = self.weight[:, :, cr : cr + 1, :width]
+        if width > cc and not self._centre()[0]:
+            row = row * self.mask[:, :, cr : cr + 1, :width]
+        return row
+
+    def _forward_rows(self, x: torch.Tensor) -> torch.Tensor:
+        x = _layout(x, x)
+        cr, cc = self.centre
+        kw = self.kernel_size[1]
+        row = self._centre_row(cc + 1)
+        if cc + 1 < kw:  # taps right of the centre are masked: zero columns keep the width
+            row = F.pad(row, (0, kw - 1 - cc))
+        weight = row if cr == 0 else torch.cat([self.weight[:, :, :cr], row], dim=2)
+        weight = _layout(weight, x)
+        left, right, top, _ = self._pad
+        if left == right == top == 0:
+            return F.conv2d(x, weight, self.bias)
+        if left == right and top == 0:
+            return F.conv2d(x, weight, self.bias, padding=(0, left))
+        return F.conv2d(F.pad(x, (left, right, top, 0)), weight, self.bias)
+
+    def _forward_split(self, x: torch.Tensor) -> torch.Tensor:
+        x = _layout(x, x)
+        cr, cc = self.centre
+        width = cc if self._centre()[1] else cc + 1
+        left, right = self._pad[:2]
+        out = None
+        if cr > 0:  # rows above: output row i reads input rows i - cr .. i - 1
+            above = F.pad(x, (left, right, cr, -1))
+            out = F.conv2d(above, _layout(self.weight[:, :, :cr], x), self.bias)
+        if width > 0:  # the current row up to (and maybe including) the centre
+            shifted = F.pad(x, (cc, width - cc - 1, 0, 0)) if cc or width - cc - 1 else x
+            bias = self.bias if out is None else None
+            current = F.conv2d(shifted, _layout(self._centre_row(width), x), bias)
+            out = current if out is None else out + current
+        if out is None:  # nothing unmasked (a grey mask-A 1x1): dense, whose weight gets a grad
+            out = F.conv2d(x, self.weight * self.mask, self.bias)
+        return out
 
     def extra_repr(self) -> str:
         return (
             f"{super().extra_repr()}, mask_type={self.mask_type}, colour_groups={self.num_groups}"
+            f", impl={self.impl}"
         )
+
+
+def _layout(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (an input, weight or output) in channels-last memory format when ``x`` is on a
+    CPU, where oneDNN's channels-last convolutions were much faster than channels-first ones
+    (benchmarks/net_speed.py); a no-op on tensors already in that format, so only the first
+    layer's output is copied, and the format then carries through the elementwise operations.
+    Elsewhere unchanged."""
+    if x.device.type != "cpu" or not CPU_CHANNELS_LAST:
+        return tensor
+    return tensor.contiguous(memory_format=torch.channels_last)
+
+
+CPU_CHANNELS_LAST = True
+
+
+def set_conv_impl(module: nn.Module, impl: str) -> None:
+    """Set ``impl`` on every ``MaskedConv2d`` inside ``module`` (weights untouched)."""
+    check_impl(impl)
+    for layer in module.modules():
+        if isinstance(layer, MaskedConv2d):
+            layer.impl = impl

@@ -85,6 +85,14 @@ class BernoulliHead(PixelHead):
         logit = params[..., 0]
         return x * F.logsigmoid(logit) + (1 - x) * F.logsigmoid(-logit)
 
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """As the base class, in one fused op (``binary_cross_entropy_with_logits``)."""
+        logit = params[..., 0]
+        if x.shape != logit.shape:
+            return super().log_prob(x, params)
+        nll = F.binary_cross_entropy_with_logits(logit, x, reduction="none")
+        return -nll.flatten(1).sum(dim=1)
+
 
 class CategoricalHead(PixelHead):
     """A K-way softmax per sub-pixel (the PixelRNN/PixelCNN 256-way softmax)."""
@@ -101,6 +109,17 @@ class CategoricalHead(PixelHead):
 
     def level_log_probs(self, params: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(params, dim=-1)
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """As the base class, as one ``cross_entropy`` over the levels' axis where it lies in
+        memory: ``params`` from ``head.params`` is a view of [B, C, P, H, W] features, whose
+        softmax along the last (strided) axis of the view took most of the head's time."""
+        if params.dim() != 5 or x.shape != params.shape[:-1]:
+            return super().log_prob(x, params)
+        b, c, h, w, p = params.shape
+        logits = params.permute(0, 1, 4, 2, 3).reshape(b * c, p, h, w)
+        nll = F.cross_entropy(logits, x.reshape(b * c, h, w).long(), reduction="none")
+        return -nll.view(b, -1).sum(dim=1)
 
 
 def _log_sigmoid_difference(upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.cached_sampling import RasterImageModel, check_sampler
-from argen.models.masked_conv import MaskedConv2d
+from argen.models.masked_conv import MaskedConv2d, set_conv_impl
 from argen.models.pixel_heads import make_head
 from argen.models.pixel_ops import (
     ConvAt,
@@ -60,7 +60,8 @@ class PixelCNN(RasterImageModel):
     (``"auto"``: bernoulli for binary data, categorical otherwise; or ``"logistic_mixture"``).
     ``sampler`` picks what ``sample`` and ``complete`` run: ``"cached"`` (fast, Ramachandran et
     al. 2017; ``PixelCNNStepper``) or ``"naive"`` (a full pass per sub-pixel); both give identical
-    samples for the same seed (``argen.models.cached_sampling``).
+    samples for the same seed (``argen.models.cached_sampling``). ``conv_impl`` picks how the
+    masked convolutions compute (``MaskedConv2d``: ``"auto"``, or ``"dense"``, the reference).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class PixelCNN(RasterImageModel):
         first_kernel_size: int = 7,
         output_channels: int | None = None,
         sampler: str = "cached",
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__(shape, num_levels)
         self.sampler = check_sampler(sampler)
@@ -96,6 +98,7 @@ class PixelCNN(RasterImageModel):
             nn.ReLU(),
             MaskedConv2d(output_channels, self.head.out_channels, 1, "B", channels),
         )
+        set_conv_impl(self, conv_impl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Levels [B, C, H, W] -> head parameters [B, C, H, W, P] of every conditional."""
@@ -106,6 +109,12 @@ class PixelCNN(RasterImageModel):
         """Exact log-likelihood in nats, [B]."""
         self.validate_levels(x)
         return self.head.log_prob(x, self(x))
+
+    def training_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-example NLL, the training hot path: only ``x``'s form is checked here, its values
+        once per batch by the caller (``DensityModel.validate_form``)."""
+        self.validate_form(x)
+        return -self.head.log_prob(x, self(x))
 
     def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> PixelCNNStepper:
         """Cached sampler (see ``PixelCNNStepper``); ``y`` must be ``None``."""

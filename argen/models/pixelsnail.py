@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.cached_sampling import RasterImageModel, check_sampler
-from argen.models.masked_conv import MaskedConv2d
+from argen.models.masked_conv import MaskedConv2d, set_conv_impl
 from argen.models.pixel_heads import make_head
 from argen.models.pixel_ops import ConvAt, linear, pixel_params, pointwise
 
@@ -214,6 +214,8 @@ class PixelSNAIL(RasterImageModel):
         head, num_mixtures: the per-sub-pixel distribution.
         num_classes: class-conditional with that many labels (``None``: unconditional).
         sampler: ``"cached"`` or ``"naive"``; identical samples.
+        conv_impl: how the masked convolutions compute (``MaskedConv2d``; ``"dense"``: the
+            reference).
     """
 
     def __init__(
@@ -233,6 +235,7 @@ class PixelSNAIL(RasterImageModel):
         num_mixtures: int = 10,
         num_classes: int | None = None,
         sampler: str = "cached",
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__(shape, num_levels)
         self.sampler = check_sampler(sampler)
@@ -270,6 +273,7 @@ class PixelSNAIL(RasterImageModel):
             for _ in range(num_blocks)
         )
         self.output = MaskedConv2d(hidden_channels, self.head.out_channels, 1, "B", c)
+        set_conv_impl(self, conv_impl)
 
     def _features(
         self, image: torch.Tensor, y: torch.Tensor | None, record: list | None = None
