@@ -366,8 +366,8 @@ class RowLSTMStepper(PixelRNNStepper):
     """Row LSTM: the previous row's states give each layer's state-to-state term for the whole
     row at the row's start (one batched matmul over the layers); at pixel (i, j) a layer needs its
     input at columns j - k//2 .. j of row i (mask B: the input-to-state's right half is cut),
-    cached per layer, and the previous row's cell at column j. Per-column caches are [W, B, ...]
-    so that a pixel reads dense [B, ...] blocks.
+    cached per layer, and the previous row's cell at column j. Per-pixel caches are lists of
+    [B, ...] tensors, one per column, so that a pixel reads dense blocks and writes none.
     """
 
     def __init__(self, model: RowLSTM, x: torch.Tensor) -> None:
@@ -429,7 +429,7 @@ class DiagonalBiLSTMStepper(PixelRNNStepper):
     layer from the row above's states and the current row's. The mirrored LSTM runs right to left
     and reaches row i only shifted down, from row i - 1: it runs over a row once the row is
     complete (all layers at once; their inputs on that row are final), and its states are added
-    to every pixel of the next row. Per-column caches are [W, B, ...].
+    to every pixel of the next row. Per-pixel caches are lists of [B, ...] tensors, one per column.
     """
 
     def __init__(self, model: DiagonalBiLSTM, x: torch.Tensor) -> None:
