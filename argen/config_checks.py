@@ -105,6 +105,33 @@ def check_seed(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={seed} is invalid: it must be a whole number from 0 to {MAX_SEED}")
 
 
+BUDGET_KINDS = ("examples", "steps", "flops", "cpu_seconds")  # argen.budget.KINDS
+
+
+def check_budget(cfg: DictConfig) -> None:
+    """At most one ``budget.*``, a positive number, and not beside the Trainer's own limits on
+    steps or time (two budgets in one run)."""
+    section = OmegaConf.select(cfg, "budget", default=None) or {}
+    given = {k: section.get(k) for k in BUDGET_KINDS if section.get(k) is not None}
+    if len(given) > 1:
+        both = " and ".join(f"budget.{k}={v}" for k, v in given.items())
+        raise ConfigError(f"{both}: give at most one budget (set the others to null)")
+    for kind, value in given.items():
+        _positive(cfg, f"budget.{kind}", 0, inclusive=False)
+        trainer = cfg.get("trainer") or {}
+        if trainer.get("max_steps") not in (None, -1):
+            raise ConfigError(
+                f"budget.{kind}={value} and trainer.max_steps={trainer.max_steps} are two budgets: "
+                "keep one (trainer.max_steps=-1, or budget.steps instead)"
+            )
+        if trainer.get("max_time"):
+            raise ConfigError(
+                f"budget.{kind}={value} and trainer.max_time={trainer.max_time} are two budgets: "
+                "keep one (trainer.max_time=null; budget.cpu_seconds is the time budget that "
+                "other jobs on the machine cannot shorten)"
+            )
+
+
 def check_network_builds(cfg: DictConfig) -> None:
     """Build the network once when the config alone fixes its shape (image data with a declared
     shape), so that a model that cannot model the data says why before the data is loaded. The
@@ -126,6 +153,7 @@ def check_config(cfg: DictConfig) -> None:
     check_model_matches_data(cfg)
     check_resolves(cfg)
     check_numbers(cfg)
+    check_budget(cfg)
     check_seed(cfg)
     check_network_builds(cfg)
 

@@ -9,14 +9,23 @@ NLL and bits/dim (bits/char for text: the names are the same in every family) an
 autoencoder's reconstruction loss summarise as their minimum (so the runs table sorts by the best
 epoch, not the last), training throughput as its mean, and image grids and text samples are
 stepped by ``epoch``, so W&B's media slider walks through training one validation at a time.
+
+Learning curves against compute: argen's Throughput callback logs ``trainer/examples_seen``,
+``trainer/train_flops`` and ``trainer/cpu_seconds`` (cumulative, validation excluded) in the same
+row as each validation's metrics. W&B gives a metric one default x-axis, so the logger adds a copy
+of ``val/nll`` per axis to that row (``curves/val_nll_by_examples_seen``, ...), each defined with
+its axis as step metric: the dashboard then draws validation NLL against examples, FLOPs and CPU
+seconds without any panel set-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 GLOBAL_STEP = "trainer/global_step"  # Lightning's x-axis for every metric
 EPOCH = "epoch"  # logged by Lightning with every metric, and by argen with every media panel
@@ -34,9 +43,30 @@ EPOCH_STEPPED = (
 )
 
 
+# x-axes of the learning curves (logged by argen.callbacks.throughput) and what is drawn on them
+CURVE_AXES = ("trainer/examples_seen", "trainer/train_flops", "trainer/cpu_seconds")
+CURVE_METRIC = "val/nll"
+
+
+def curve_name(axis: str, metric: str = CURVE_METRIC) -> str:
+    """The copy of ``metric`` stepped by ``axis``: ``curves/val_nll_by_examples_seen``, ..."""
+    return f"curves/{metric.replace('/', '_')}_by_{axis.rsplit('/', 1)[-1]}"
+
+
+def with_curve_copies(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` plus a copy of ``val/nll`` for every learning-curve axis logged beside it."""
+    out = dict(metrics)
+    if CURVE_METRIC in metrics:
+        out.update({curve_name(a): metrics[CURVE_METRIC] for a in CURVE_AXES if a in metrics})
+    return out
+
+
 def define_dashboard_metrics(run: Any) -> None:
     """Summaries and x-axes of argen's metrics in the W&B run ``run`` (idempotent)."""
     run.define_metric(EPOCH)
+    for axis in CURVE_AXES:
+        run.define_metric(axis)
+        run.define_metric(curve_name(axis), step_metric=axis, summary="min")
     for name in SUMMARY_MIN:
         run.define_metric(name, step_metric=GLOBAL_STEP, summary="min")
     for name in SUMMARY_MEAN:
@@ -64,6 +94,11 @@ class QuietWandbLogger(WandbLogger):
             self._metrics_defined = True
             define_dashboard_metrics(run)
         return run
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Lightning's, with the learning-curve copies of ``val/nll`` (module docstring)."""
+        super().log_metrics(with_curve_copies(metrics), step)
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled copy (spawned processes) attaches to the run anew: define again there."""

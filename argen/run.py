@@ -26,6 +26,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from argen.atomic import atomic_write
+from argen.budget import apply_budget, budget_of, budget_steps, run_budget
+from argen.callbacks.budget import CPUSecondsBudget, ValidateAtMaxSteps
 from argen.callbacks.config_in_checkpoint import ConfigInCheckpoint
 from argen.callbacks.divergence import DivergenceCheck, divergence_of
 from argen.callbacks.epoch_history import EpochHistory
@@ -36,9 +38,11 @@ from argen.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoin
 from argen.config_checks import check_config, checkpoint_identity
 from argen.cpu_memory import keep_freed_memory
 from argen.errors import ConfigError, DiskFullError, find_disk_full
+from argen.flops import flops_per_example
 from argen.gpu_probe import skip_gpu_probe_without_gpu
 from argen.loggers import ParamsInConfig
 from argen.models.sampling_progress import on_row
+from argen.provenance import device_name, provenance
 from argen.quiet import quiet_libraries
 from argen.resume_command import resume_command
 from argen.summary import FINISHED, RunSummary, is_text
@@ -218,9 +222,12 @@ def stop_status(exc: BaseException) -> tuple[str, int]:
     return "failed", 1
 
 
-def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]:
-    """The Trainer with the config's loggers and callbacks plus argen's own (throughput, config and
-    random state in checkpoints, epoch history; with W&B, the parameter count as a config column)."""
+def build_trainer(
+    cfg: DictConfig, config: dict, meter: Throughput | None = None
+) -> tuple[L.Trainer, Throughput]:
+    """The Trainer with the config's loggers and callbacks plus argen's own (``meter``, which
+    measures training, config and random state in checkpoints, epoch history and epochs.csv, the
+    CPU-seconds budget; with W&B, the parameter count as a config column)."""
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     uses_wandb = any(isinstance(lg, WandbLogger) for lg in loggers)
     if uses_wandb:
@@ -228,9 +235,17 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    throughput = Throughput()
-    callbacks += [throughput, ConfigInCheckpoint(config), RNGState(), EpochHistory()]
+    throughput = meter if meter is not None else Throughput()
+    history = EpochHistory(Path(cfg.paths.output_dir) / "epochs.csv", throughput)
+    callbacks += [throughput, ConfigInCheckpoint(config), RNGState(), history]
     callbacks.append(DivergenceCheck())  # an exploding loss is flagged in the log and summary
+    budget = budget_of(cfg)
+    if budget is not None:
+        callbacks.append(
+            CPUSecondsBudget(throughput, budget.value)
+            if budget.kind == "cpu_seconds"
+            else ValidateAtMaxSteps()
+        )
     if uses_wandb:
         callbacks.append(ParamsInConfig())
     extra = {}
@@ -246,6 +261,35 @@ def build_trainer(cfg: DictConfig, config: dict) -> tuple[L.Trainer, Throughput]
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def measure_flops(cfg: DictConfig, module: L.LightningModule, datamodule) -> float | None:
+    """Training FLOPs per example (``argen.flops``), counted once before training; ``None`` when
+    the model's training step has none that can be counted."""
+    if not cfg.get("train", True):
+        return None
+    flops = flops_per_example(module, datamodule)
+    if flops is None:
+        rank_zero_info(
+            f"{cfg.model.name}: no matmul/conv FLOPs counted in its training step; "
+            "train_flops is not recorded"
+        )
+    return flops
+
+
+def limit_by_budget(
+    cfg: DictConfig, trainer: L.Trainer, datamodule, flops: float | None
+) -> int | None:
+    """Make ``budget.*`` (if any) bound training alone; returns the optimizer steps it allows
+    (``None`` for a CPU-seconds budget, which its callback enforces)."""
+    budget = budget_of(cfg)
+    if budget is None:
+        return None
+    steps = budget_steps(budget, trainer, datamodule, flops)
+    apply_budget(trainer, steps)
+    until = f"{steps} optimizer steps" if steps is not None else "the budget is reached"
+    rank_zero_info(f"budget.{budget.kind}={budget.value:g}: training runs until {until}")
+    return steps
 
 
 def check_before_start(cfg: DictConfig) -> str | None:
@@ -284,7 +328,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"{cfg.model.name} on {cfg.data.name}: {type(module.net).__name__}, "
             f"{count_parameters(module):,} parameters"
         )
-        trainer, throughput = build_trainer(cfg, config)
+        flops = measure_flops(cfg, module, datamodule)
+        meter = Throughput(flops, text=getattr(module, "data_kind", None) == "text")
+        trainer, throughput = build_trainer(cfg, config, meter)
+        limit_by_budget(cfg, trainer, datamodule, flops)
         for logger in trainer.loggers:
             logger.log_hyperparams(config)
         remember_wandb_run(trainer, output_dir)
@@ -371,6 +418,8 @@ def summarize(
         status=FINISHED,
     )
     record: dict[str, Any] = dict(summary)
+    record.update(measured_cost(cfg, trainer, throughput))
+    record.update(provenance())
     checkpoint = trainer.checkpoint_callback
     if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
         # the best value of the monitored validation metric (val/nll for density models)
@@ -386,6 +435,27 @@ def summarize(
             record["wandb_run"] = logger.experiment.path
             record["wandb_dir"] = str(Path(logger.experiment.dir).parent)
     return summary_json(record)
+
+
+def measured_cost(cfg: DictConfig, trainer: L.Trainer, meter: Throughput) -> dict[str, Any]:
+    """The budget the run was given and what its training measured (``argen.summary``)."""
+    record: dict[str, Any] = {}
+    budget = run_budget(cfg)
+    if budget is not None:
+        record.update(budget_kind=budget.kind, budget_value=budget.value)
+    counts = meter.counts(trainer)
+    for key in ("examples_seen", "characters_seen", "optimizer_steps", "train_flops"):
+        if key in counts:
+            record[key] = counts[key]
+    if meter.flops_per_example is not None:
+        record["flops_per_example"] = meter.flops_per_example
+    record.update(
+        cpu_seconds=round(float(counts["cpu_seconds"]), 3),
+        wall_seconds=round(float(counts["wall_seconds"]), 3),
+        threads=torch.get_num_threads(),
+        device=device_name(trainer.strategy.root_device),
+    )
+    return record
 
 
 def keep_previous_summary(path: Path) -> None:
@@ -407,6 +477,23 @@ PLAIN_SUMMARY_KEYS = (
     "train_seconds",
     "train_examples_per_sec",
     "sample_seconds_per_example",
+    "budget_value",
+    "examples_seen",
+    "optimizer_steps",
+    "train_flops",
+    "cpu_seconds",
+    "wall_seconds",
+)
+# Text values of summary.json that W&B gets too, as summary/<key>: the budget and the provenance.
+TEXT_SUMMARY_KEYS = (
+    "data_kind",  # the one text value compare needs: what the units count
+    "budget_kind",
+    "device",
+    "git_commit",
+    "command",
+    "argen_version",
+    "torch_version",
+    "lightning_version",
 )
 
 
@@ -416,8 +503,9 @@ def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
     ``train_examples_per_sec``, ``sample_seconds_per_example``, ... and ``test/<metric>``."""
     numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)}
     entries = {f"summary/{k}": v for k, v in numbers.items()}
-    if "data_kind" in summary:  # the one text value compare needs: what the units count
-        entries["summary/data_kind"] = summary["data_kind"]
+    entries.update(
+        {f"summary/{k}": summary[k] for k in TEXT_SUMMARY_KEYS if isinstance(summary.get(k), str)}
+    )
     entries.update({k: numbers[k] for k in PLAIN_SUMMARY_KEYS if k in numbers})
     entries.update(
         {f"test/{k[len('test_') :]}": v for k, v in numbers.items() if k.startswith("test_")}

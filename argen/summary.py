@@ -11,8 +11,19 @@ as ``null``.
 ``version`` says which layout a file has. Files written before it existed have none and read as
 version 0, whose keys are those of version 1. Version 2 renamed text runs' ``test_bpc`` to
 ``test_bits_per_dim`` and added ``data_kind``: older text summaries are read with their
-``*_bpc`` keys renamed and ``data_kind: "text"``, every other file loads unchanged. A file from a
-newer argen is refused with a message rather than misread.
+``*_bpc`` keys renamed and ``data_kind: "text"``, every other file loads unchanged. Version 3 added what a run was given
+and what it measured (``budget_kind``, ``budget_value``, ``examples_seen``, ``optimizer_steps``,
+``train_flops``, ``cpu_seconds``, ...) and where it came from (``git_commit``, ``command``,
+versions); earlier files load unchanged, without them. A file from a newer argen is refused with a
+message rather than misread.
+
+Every number is measured by the run, none is copied from a setting (``budget_value`` is the
+setting, labelled as such): a key the run could not measure is absent. ``train_flops`` counts
+the matrix-product and convolution FLOPs of forward and backward passes as
+``torch.utils.flop_counter`` counts them, per example once (``argen.flops``) times examples seen;
+the optimizer is not counted. ``cpu_seconds`` and ``wall_seconds`` are the process's CPU time and
+the wall time spent training, validation excluded (``argen.callbacks.throughput``);
+``train_seconds`` is the wall time of the whole ``trainer.fit``, validation included.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 LEGACY_VERSION = 0  # summary.json files written before the version field
 TEXT = "text"  # data_kind of character models: nats and bits per character
 OLD_BITS_SUFFIX = "_bpc"  # text runs' bits per character before version 2
@@ -40,7 +51,28 @@ class RunSummary(TypedDict, total=False):
     params: int  # trainable and frozen parameters of the LightningModule
     epochs: int  # epochs trained (the trainer's current_epoch at the end)
     train_seconds: float  # wall time of trainer.fit
-    train_examples_per_sec: float | None  # training throughput, validation excluded
+    train_examples_per_sec: float | None  # examples_seen / wall_seconds (validation excluded)
+    # version 3 on: the budget given (budget_kind: examples, steps, flops, cpu_seconds, or what
+    # bounded a run without one: epochs, wall_seconds for trainer.max_time) and its value
+    budget_kind: str
+    budget_value: float
+    # version 3 on, measured over training (validation excluded), cumulative over resumes
+    examples_seen: int  # training examples (text: windows of characters)
+    characters_seen: int  # text runs: characters in those windows
+    optimizer_steps: int  # the trainer's global step
+    train_flops: float  # examples_seen * flops_per_example (absent where none are countable)
+    flops_per_example: float  # argen.flops: matmul/conv FLOPs of forward+backward
+    cpu_seconds: float  # process CPU time (time.process_time) spent training
+    wall_seconds: float  # wall time spent training
+    threads: int  # torch's intra-op threads
+    device: str  # "cpu: <model>" or "cuda: <GPU name>"
+    # version 3 on, provenance (argen.provenance; absent when unknown)
+    git_commit: str
+    git_dirty: bool  # tracked files differed from git_commit
+    command: str  # python train.py <overrides>, quoted for a POSIX shell
+    argen_version: str
+    torch_version: str
+    lightning_version: str
     output_dir: str  # the run directory
     status: str  # FINISHED, FAILED or INTERRUPTED
     error: str  # failed or interrupted runs: the exception, on one line

@@ -4,10 +4,14 @@
 
 For a run whose ``summary.json`` says ``failed`` after testing (for example, the sampling that times
 generation crashed), this rebuilds the summary from what the run left: the best checkpoint is
-tested again on the whole test split (exact, so the NLL equals the one the run printed), sampling is
-timed with the same number of samples, and epochs and throughput come from the run's CSV log
-(``train_examples_per_sec``: the mean of the per-epoch values; ``train_seconds``: the
-``trainer.max_time`` the run was given, which is when a budgeted run stops). The failed summary is kept as ``summary.N.json`` and the new one says
+tested again on the whole test split (exact, so the NLL equals the one the run printed), and
+sampling is timed with the same number of samples. Only measured values are written: the epochs
+validated and the best validation NLL from the run's CSV log, and the training cost argen's
+``Throughput`` callback had measured when ``last.ckpt`` was written (``examples_seen``,
+``optimizer_steps``, ``cpu_seconds``, ``wall_seconds`` and ``train_examples_per_sec`` = examples
+over those wall seconds). Nothing is filled in from a setting: ``train_seconds`` (the wall time
+of the whole fit, which only train.py measures) is absent, and so is anything an older
+checkpoint did not record. The failed summary is kept as ``summary.N.json`` and the new one says
 ``completed_by`` this script.
 """
 
@@ -23,23 +27,39 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def time_to_seconds(max_time: str | None) -> float | None:
-    """Lightning's ``"DD:HH:MM:SS"`` as seconds."""
-    if not max_time:
-        return None
-    days, hours, minutes, seconds = (int(v) for v in str(max_time).split(":"))
-    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
-
-
 def csv_facts(run_dir: Path) -> dict:
     rows = list(csv.DictReader(next(run_dir.glob("csv/**/metrics.csv")).open()))
-    rates = [float(r["train/examples_per_sec"]) for r in rows if r.get("train/examples_per_sec")]
     vals = [float(r["val/nll"]) for r in rows if r.get("val/nll")]
     return {
         "epochs": len(vals),  # completed epochs (each ends with a validation)
-        "train_examples_per_sec": sum(rates) / len(rates) if rates else None,
         "val_nll": min(vals) if vals else None,
     }
+
+
+def measured_training(run_dir: Path) -> dict:
+    """The training cost recorded in ``last.ckpt`` by argen's ``Throughput`` callback (its
+    cumulative counts when the checkpoint was written) and the optimizer steps taken."""
+    from argen.checkpoint import read_checkpoint
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return {}
+    checkpoint = read_checkpoint(last)
+    states = checkpoint.get("callbacks", {})
+    state = next((v for k, v in states.items() if str(k).startswith("Throughput")), None)
+    facts: dict = {}
+    if "global_step" in checkpoint:
+        facts["optimizer_steps"] = int(checkpoint["global_step"])
+    if not state:
+        return facts
+    facts["examples_seen"] = int(state["examples"])
+    if "cpu_seconds" in state:  # checkpoints written before argen measured CPU time have none
+        facts["cpu_seconds"] = round(float(state["cpu_seconds"]), 3)
+    seconds = float(state.get("seconds", 0.0))
+    if seconds > 0:
+        facts["wall_seconds"] = round(seconds, 3)
+        facts["train_examples_per_sec"] = state["examples"] / seconds
+    return facts
 
 
 def main() -> None:
@@ -49,7 +69,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from omegaconf import OmegaConf
 
     from argen.checkpoint import load_checkpoint
     from argen.evaluate import evaluate
@@ -70,7 +89,7 @@ def main() -> None:
         "seed": int(cfg.seed),
         "params": count_parameters(module),
         **csv_facts(run_dir),
-        "train_seconds": time_to_seconds(OmegaConf.select(cfg, "trainer.max_time")),
+        **measured_training(run_dir),
         "output_dir": str(run_dir),
         "status": "finished",
         **{k.replace("/", "_"): v for k, v in metrics.items()},

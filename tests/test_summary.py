@@ -110,7 +110,7 @@ def test_the_committed_text_results_still_read_as_text():
 
 def test_a_new_text_summary_says_its_kind():
     new = to_json({"data_kind": TEXT, "test_nll": 1.5, "test_bits_per_dim": 2.16})
-    assert new["version"] == SUMMARY_VERSION == 2
+    assert new["version"] == SUMMARY_VERSION == 3
     assert is_text(from_json(json.loads(json.dumps(new))))
     assert not is_text(from_json(FINISHED_RUN))
 

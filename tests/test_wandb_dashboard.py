@@ -142,6 +142,28 @@ def test_sample_and_completion_grids_are_stepped_by_epoch(gated_run, gated_wandb
 
 
 @pytest.mark.slow
+def test_val_nll_is_drawn_against_examples_flops_and_cpu_seconds(gated_run, gated_wandb):
+    """Each validation row carries the cumulative training cost, and a copy of val/nll per
+    axis whose step metric is that axis; the summary has the budget and what was measured."""
+    summary, _ = gated_run
+    record, records = gated_wandb
+    steps = step_metrics(records)
+    rows = [row for row in history(records) if "val/nll" in row]
+    assert len(rows) == 2
+    for axis in ("examples_seen", "train_flops", "cpu_seconds"):
+        copy = f"curves/val_nll_by_{axis}"
+        assert steps[copy] == f"trainer/{axis}"
+        assert [row[copy] for row in rows] == [row["val/nll"] for row in rows]
+        values = [row[f"trainer/{axis}"] for row in rows]
+        assert 0 < values[0] < values[1]
+    assert rows[-1]["trainer/examples_seen"] == summary["examples_seen"] == 60  # 2 epochs of 30
+    keys = record["summary"]
+    assert keys["summary/budget_kind"] == "epochs" and keys["budget_value"] == 2
+    assert keys["examples_seen"] == 60 and keys["summary/device"].startswith("cpu")
+    assert keys["summary/git_commit"] == summary["git_commit"]
+
+
+@pytest.mark.slow
 def test_evaluate_logs_one_eval_run(gated_run, tmp_path, monkeypatch, capsys):
     from argen.evaluate import main
 
