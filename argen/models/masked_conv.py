@@ -96,14 +96,18 @@ def check_impl(impl: str) -> str:
 
 
 def auto_impl(kernel_size: tuple[int, int], centre: tuple[int, int], device_type: str) -> str:
-    """The implementation ``impl="auto"`` runs, a rule from measurements (benchmarks/net_speed.py
-    ``--impls`` times every rule candidate per layer).
+    """The implementation ``impl="auto"`` runs: a rule from measurements.
 
-    On a CPU the kernel cut below the centre row (``"rows"``) was fastest for every k x k layer
-    measured: it drops the masked rows and needs one convolution; the two-convolution ``"split"``
-    does fewer multiply-adds but pays a second pass over the input and an addition. On a GPU
-    (not yet measured here) cuDNN's 3x3 kernels are specialised, so square kernels stay dense
-    there and only kernels with more than one masked row are cut.
+    On a CPU (2 cores, one thread, CPU time of forward + backward, on a busy machine) the kernel
+    cut below the centre row (``"rows"``) beat the two-convolution ``"split"`` (fewer
+    multiply-adds, but a second pass over the input and an addition) on every layer kind of
+    PixelCNN and PixelSNAIL: alone, 1.04-1.41x the dense kernel against 0.67-1.21x, except the
+    grey 7x7 input layer (0.86x against 0.74x); over a whole PixelCNN training step, rows
+    everywhere was 1.67x the dense network, split everywhere 1.48x, dense input layer and rows
+    elsewhere 1.30x (the input layer's channels-last output sets the format of the rest). On a GPU
+    (not measured yet: ``benchmarks/net_speed.py`` compares ``conv_impl`` values there) cuDNN's
+    3x3 kernels are specialised, so kernels with one masked row stay dense and only those with
+    more are cut.
     """
     kh, kw = kernel_size
     if kh == 1 or centre[0] == kh - 1:  # no masked rows below the centre: nothing to cut
