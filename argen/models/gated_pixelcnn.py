@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.cached_sampling import RasterImageModel, check_sampler
-from argen.models.masked_conv import MaskedConv2d, set_conv_impl
+from argen.models.masked_conv import MaskedConv2d, cpu_channels_last, set_conv_impl
 from argen.models.pixel_heads import make_head
 from argen.models.pixel_ops import (
     apply_relu_stack,
@@ -87,6 +87,8 @@ class GatedLayer(nn.Module):
         self, v: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.v_conv(F.pad(v, self.v_pad))
+        if self.h_conv.impl != "dense":  # the format the masked convolutions run in on a CPU
+            v_pre = cpu_channels_last(v_pre, v)
         h_pre = self.h_conv(h) + self.v_to_h(shift_down(v_pre))
         if self.label_bias is not None:
             v_bias, h_bias = self.label_bias(y)[:, :, None, None].chunk(2, dim=1)

@@ -182,9 +182,9 @@ class MaskedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         impl = self.resolved_impl(x.device.type)
         if impl == "rows":
-            return _layout(self._forward_rows(x), x)
+            return cpu_channels_last(self._forward_rows(x), x)
         if impl == "split":
-            return _layout(self._forward_split(x), x)
+            return cpu_channels_last(self._forward_split(x), x)
         return F.conv2d(F.pad(x, self._pad), self.weight * self.mask, self.bias)
 
     def _centre(self) -> tuple[bool, bool]:
@@ -206,14 +206,14 @@ class MaskedConv2d(nn.Conv2d):
         return row
 
     def _forward_rows(self, x: torch.Tensor) -> torch.Tensor:
-        x = _layout(x, x)
+        x = cpu_channels_last(x, x)
         cr, cc = self.centre
         kw = self.kernel_size[1]
         row = self._centre_row(cc + 1)
         if cc + 1 < kw:  # taps right of the centre are masked: zero columns keep the width
             row = F.pad(row, (0, kw - 1 - cc))
         weight = row if cr == 0 else torch.cat([self.weight[:, :, :cr], row], dim=2)
-        weight = _layout(weight, x)
+        weight = cpu_channels_last(weight, x)
         left, right, top, _ = self._pad
         if left == right == top == 0:
             return F.conv2d(x, weight, self.bias)
@@ -222,18 +222,18 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(F.pad(x, (left, right, top, 0)), weight, self.bias)
 
     def _forward_split(self, x: torch.Tensor) -> torch.Tensor:
-        x = _layout(x, x)
+        x = cpu_channels_last(x, x)
         cr, cc = self.centre
         width = cc if self._centre()[1] else cc + 1
         left, right = self._pad[:2]
         out = None
         if cr > 0:  # rows above: output row i reads input rows i - cr .. i - 1
             above = F.pad(x, (left, right, cr, -1))
-            out = F.conv2d(above, _layout(self.weight[:, :, :cr], x), self.bias)
+            out = F.conv2d(above, cpu_channels_last(self.weight[:, :, :cr], x), self.bias)
         if width > 0:  # the current row up to (and maybe including) the centre
             shifted = F.pad(x, (cc, width - cc - 1, 0, 0)) if cc or width - cc - 1 else x
             bias = self.bias if out is None else None
-            current = F.conv2d(shifted, _layout(self._centre_row(width), x), bias)
+            current = F.conv2d(shifted, cpu_channels_last(self._centre_row(width), x), bias)
             out = current if out is None else out + current
         if out is None:  # nothing unmasked (a grey mask-A 1x1): dense, whose weight gets a grad
             out = F.conv2d(x, self.weight * self.mask, self.bias)
@@ -246,7 +246,7 @@ class MaskedConv2d(nn.Conv2d):
         )
 
 
-def _layout(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def cpu_channels_last(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``tensor`` (an input, weight or output) in channels-last memory format when ``x`` is on a
     CPU, where oneDNN's channels-last convolutions were much faster than channels-first ones
     (benchmarks/net_speed.py); a no-op on tensors already in that format, so only the first
