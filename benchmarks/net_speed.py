@@ -355,7 +355,7 @@ def sampling_rows(cfg: dict, num: int, naive_draws: int, repeats: int) -> list[t
         extrapolate = naive_draws < dims and len(hidden) > 1 and min(hidden) >= 4000
         for _ in range(repeats):
             start = time.perf_counter()
-            net.sample(num, generator=torch.Generator().manual_seed(0), sampler="cached")
+            drawn = net.sample(num, generator=torch.Generator().manual_seed(0), sampler="cached")
             cached.append(time.perf_counter() - start)
             if extrapolate:  # the naive sampler's cost is D identical passes: time a few
                 x = torch.zeros(num, dims)
@@ -366,18 +366,23 @@ def sampling_rows(cfg: dict, num: int, naive_draws: int, repeats: int) -> list[t
                 naive.append((time.perf_counter() - start) * dims / naive_draws)
             else:
                 start = time.perf_counter()
-                net.sample(num, generator=torch.Generator().manual_seed(0), sampler="naive")
+                reference = net.sample(
+                    num, generator=torch.Generator().manual_seed(0), sampler="naive"
+                )
                 naive.append(time.perf_counter() - start)
-        a = net.sample(num, generator=torch.Generator().manual_seed(0), sampler="cached")
-        if not extrapolate:
-            b = net.sample(num, generator=torch.Generator().manual_seed(0), sampler="naive")
-            assert torch.equal(a, b), "cached and naive samples differ"
+        # Same generator, same samples (up to a uniform draw within float rounding of a p)
+        same = (
+            "not drawn"
+            if extrapolate
+            else f"{int((drawn == reference).all(1).all(1).all(1).sum())} of {num}"
+        )
         results.append(
             (
                 f"MADE {label}, {num} images",
                 statistics.median(naive),
                 statistics.median(cached),
                 extrapolate,
+                same,
             )
         )
     return results
@@ -426,15 +431,15 @@ def main() -> None:
     if args.skip_sampling:
         return
     print()
-    print("| MADE sampling | threads | naive (s) | cached (s) | speed-up |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| MADE sampling | threads | naive (s) | cached (s) | speed-up | naive's samples |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for threads in args.threads:
         torch.set_num_threads(threads)
         rows = sampling_rows(cfg, args.sample_num, args.naive_draws, args.sample_repeats)
-        for what, naive, cached, estimated in rows:
+        for what, naive, cached, estimated, same in rows:
             mark = " (est.)" if estimated else ""
             print(
-                f"| {what} | {threads} | {naive:.2f}{mark} | {cached:.3f} | {naive / cached:.0f}x |",
+                f"| {what} | {threads} | {naive:.2f}{mark} | {cached:.3f} | {naive / cached:.0f}x | {same} |",
                 flush=True,
             )
 
