@@ -168,3 +168,30 @@ def test_auto_resolves_to_a_concrete_impl_per_device():
             assert auto_impl(kernel, centre, device) in ("dense", "rows", "split")
     conv = MaskedConv2d(2, 4, 3, "B")
     assert conv.impl == "auto" and conv.resolved_impl("cpu") == "rows"
+
+
+@pytest.mark.slow
+def test_the_speed_benchmark_runs_and_finds_the_same_nll():
+    """``benchmarks/net_speed.py --quick`` runs; before/after and argen/minimal NLLs agree."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["--quick", "--threads", "1", "--repeats", "1", "--steps", "1"]
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "net_speed.py"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    training, minimal = result.stdout.split("\n\n")[:2]  # the two tables with an NLL gap
+    gaps = [
+        float(line.split("|")[-2])
+        for line in (training + "\n" + minimal).splitlines()
+        if line.startswith("| ") and "nats" not in line and "---" not in line
+    ]
+    assert len(gaps) >= 8, result.stdout  # 6 before/after rows and 2 minimal-network rows
+    assert max(gaps) < 1e-3
+    assert "16 of 16" in result.stdout  # the cached MADE sampler drew the naive one's samples
