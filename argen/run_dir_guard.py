@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from argen.errors import ConfigError, exit_with_error
+from argen.errors import ConfigError, exit_with_error, full_traceback_requested
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "checkpoints")
 TOKEN_FILE = ".argen_run"  # the token of the processes that own the run directory
@@ -138,4 +139,9 @@ class RunDirGuard(Callback):
                 config.get("ckpt_path"),
             )
         except ConfigError as exc:
+            if full_traceback_requested():
+                # Hydra turns an exception raised by a callback into a warning and goes on to run
+                # the job in the refused directory: print the traceback, but still stop here.
+                traceback.print_exc()
+                raise SystemExit(2) from None
             exit_with_error(exc)

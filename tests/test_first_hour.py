@@ -16,7 +16,7 @@ import yaml
 from argen.checkpoint import CheckpointError, read_checkpoint
 from argen.errors import ConfigError
 from argen.run_dir_guard import check_run_dir
-from tests.conftest import DATA_DIR, ROOT, is_installed, needs_data, read_summaries
+from tests.conftest import DATA_DIR, ROOT, is_installed, needs_data, read_summaries, run_train
 
 MADE_TINY = [
     "model=made",
@@ -360,3 +360,17 @@ def test_text_data_without_a_path_is_one_line(tmp_path):
     line = one_line_error(result)
     assert "data.datamodule.path=" in line
     assert not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+@pytest.mark.slow
+def test_run_dir_guard_stops_the_job_with_hydra_full_error_too(tmp_path):
+    """Hydra turns an exception from a callback into a warning and runs the job anyway: with
+    HYDRA_FULL_ERROR=1 (run_train sets it) the guard must still stop before anything is written."""
+    run_dir = tmp_path / "logs" / "runs" / "taken"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "summary.json").write_text('{"model": "made", "data": "binarized_mnist"}\n')
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    result = run_train(tmp_path, "model=made", f"hydra.run.dir={run_dir}", check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "already holds a run" in result.stderr
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
