@@ -1,7 +1,7 @@
 """The results page's section of inspection pictures (``argen.inspect``), from committed files only.
 
-``results/inspect/draw.sh`` runs ``python -m argen.inspect`` on the checkpoints that
-``results/inspect/train.sh`` trains; it leaves one folder per model under ``results/inspect/``
+``benchmarks/inspect_draw.sh`` runs ``python -m argen.inspect`` on the checkpoints that
+``benchmarks/inspect_train.sh`` trains; it leaves one folder per model under ``results/inspect/``
 with the PNGs and an ``inspect.json`` (which run trained the model, with which command, and the
 numbers behind each picture). This module reads those manifests and writes the page's section,
 deterministically (models in a fixed order, numbers in fixed formats), linking the PNGs relative
@@ -42,10 +42,10 @@ VIEW_TITLES = {
 }
 INTRO = """\
 Drawn by `python -m argen.inspect` (see the README's "Inspecting a model") from small models
-trained for three minutes each on one CPU thread by `results/inspect/train.sh`, not from the runs
+trained for three minutes each on one CPU thread by `benchmarks/inspect_train.sh`, not from the runs
 in the tables above. Where a dependency map is zero is fixed by the architecture, however long it
 is trained; the magnitudes and the surprise depend on training. Regenerate with
-`bash results/inspect/train.sh && bash results/inspect/draw.sh`. Dependency maps are exact
+`bash benchmarks/inspect_train.sh && bash benchmarks/inspect_draw.sh`. Dependency maps are exact
 gradients |∂ log p(x_t | x_<t) / ∂ x_j| averaged over four test images: white is exactly zero,
 grey hatched pixels come after the target in the model's ordering, the target is red.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Draw results/inspect/ (one folder per model, and dependency_comparison.png) from the latest run
-# of each model that results/inspect/train.sh trained; then regenerate the results page:
-#   ARGEN_DATA_DIR=/path/to/data bash results/inspect/draw.sh
+# of each model that benchmarks/inspect_train.sh trained; then regenerate the results page:
+#   ARGEN_DATA_DIR=/path/to/data bash benchmarks/inspect_draw.sh
 #   python -m argen.compare results/ --out results/
 set -euo pipefail
 export OMP_NUM_THREADS=1
@@ -16,7 +16,7 @@ for model in "${MODELS[@]}"; do
   # gated_pixelcnn
   run=$(find "$RUNS" -maxdepth 1 -name "????-??-??_??-??-??_${model}_${data}_*" | sort | tail -1)
   if [[ -z $run ]]; then
-    echo "no $model run under $RUNS (train it: bash results/inspect/train.sh $model)" >&2
+    echo "no $model run under $RUNS (train it: bash benchmarks/inspect_train.sh $model)" >&2
     continue
   fi
   checkpoints+=("$(find "$run/checkpoints" -name 'best-*.ckpt' | sort | tail -1)")

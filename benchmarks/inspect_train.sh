@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train the small models whose pictures are under results/inspect/ (one CPU thread, minutes each).
 # The checkpoints land in logs/inspect/runs/<time>_<model>_<data>_<id>/checkpoints/ (git-ignored);
-# results/inspect/draw.sh then draws every view from the latest run of each model.
-#   ARGEN_DATA_DIR=/path/to/data bash results/inspect/train.sh [model ...]
+# benchmarks/inspect_draw.sh then draws every view from the latest run of each model.
+#   ARGEN_DATA_DIR=/path/to/data bash benchmarks/inspect_train.sh [model ...]
 set -euo pipefail
 export OMP_NUM_THREADS=1
 export ARGEN_LOG_DIR=${ARGEN_LOG_DIR:-logs/inspect}
