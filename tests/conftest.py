@@ -56,9 +56,14 @@ def needs_data(*parts: str):
 
 
 def run_train(
-    tmp_path: Path, *overrides: str, check: bool = True, cwd: Path | None = None
+    tmp_path: Path,
+    *overrides: str,
+    check: bool = True,
+    cwd: Path | None = None,
+    full_error: bool = True,
 ) -> subprocess.CompletedProcess:
-    """Run ``python train.py`` with outputs under ``tmp_path``; W&B offline, no network."""
+    """Run ``python train.py`` with outputs under ``tmp_path``; W&B offline, no network. With
+    ``full_error=False`` it runs as a user does (no ``HYDRA_FULL_ERROR``: errors in one line)."""
     env = {
         **os.environ,
         "ARGEN_DATA_DIR": str(DATA_DIR),
@@ -69,6 +74,8 @@ def run_train(
         "HYDRA_FULL_ERROR": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    if not full_error:
+        del env["HYDRA_FULL_ERROR"]
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *overrides],
         cwd=cwd or tmp_path,

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from argen.atomic import atomic_file, atomic_write
 from argen.checkpoint import AtomicCheckpointIO, read_checkpoint
 from argen.errors import DiskFullError, find_user_error
 from argen.run import write_summary
-from tests.conftest import DATA_DIR, ROOT, needs_data
+from tests.conftest import needs_data, run_train
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -140,21 +139,7 @@ TINY = [
 
 def train_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     """``python train.py`` as a user runs it (one-line errors: no HYDRA_FULL_ERROR)."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(
-        ARGEN_DATA_DIR=str(DATA_DIR),
-        ARGEN_CACHE_DIR=str(tmp_path / "cache"),
-        WANDB_MODE="offline",
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_train(tmp_path, *overrides, check=False, full_error=False)
 
 
 @pytest.fixture

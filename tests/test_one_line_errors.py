@@ -27,7 +27,7 @@ from argen.config_checks import check_config
 from argen.data.download import DataError
 from argen.errors import ConfigError, find_user_error
 from argen.resolvers import register_resolvers
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_train
 
 README = ROOT / "README.md"
 PLACEHOLDER = re.compile(r"(\.\.\.|<[^>]+>|\b[A-Z]\b)")
@@ -337,17 +337,8 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
 
 def train_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """``python train.py`` as a user runs it: no HYDRA_FULL_ERROR."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(ARGEN_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", WANDB_SILENT="true")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """``python train.py`` as a user runs it (one-line errors: no HYDRA_FULL_ERROR)."""
+    return run_train(tmp_path, *overrides, check=False, full_error=False)
 
 
 @pytest.mark.slow

@@ -24,15 +24,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: thread hand-offs cost far more than they save on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(cls, shape, levels, head="auto", **kwargs):
     torch.manual_seed(0)
     options = {"hidden_channels": 12, "num_layers": 2, "num_mixtures": 2, **kwargs}

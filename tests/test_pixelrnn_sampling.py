@@ -37,15 +37,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: thread hand-offs cost far more than they save on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(cls, shape, levels, head="auto", **kwargs):
     if cls is DiagonalBiLSTM:
         kwargs.pop("kernel_size", None)
