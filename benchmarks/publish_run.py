@@ -4,7 +4,8 @@
 
 writes ``results/<data>/<NAME>/``: ``summary.json`` (as train.py wrote it, with ``output_dir`` made
 relative), ``config.yaml`` (the run's composed config, which ``argen.compare`` reads to label
-variants) and ``epochs.csv`` (validation and training NLL per epoch, from the run's CSV log).
+variants) and ``epochs.csv`` (the run's own, one row per validation with its cumulative cost; for
+runs older than that file, validation and training NLL per epoch from the run's CSV log).
 ``python -m argen.compare results/ --out results/`` then regenerates ``results/README.md``.
 """
 
@@ -41,8 +42,13 @@ def publish(run_dir: Path, experiment: str, results: Path) -> Path:
     summary["output_dir"] = f"logs/.../{run_dir.name}"  # where it ran; the files are here
     (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutil.copyfile(run_dir / ".hydra" / "config.yaml", target / "config.yaml")
+    own = run_dir / "epochs.csv"
     metrics = next(run_dir.glob("csv/**/metrics.csv"), None)
-    if metrics is not None:
+    if own.is_file():
+        # written by the run at each validation, with the cumulative examples, steps, FLOPs and
+        # CPU/wall seconds the learning curves are drawn against: copied as it is
+        shutil.copyfile(own, target / "epochs.csv")
+    elif metrics is not None:  # runs from before the run wrote its own epochs.csv
         rows = epoch_rows(metrics)
         columns = ["epoch", *(c for c in EPOCH_COLUMNS if any(c in r for r in rows))]
         with (target / "epochs.csv").open("w", newline="") as f:
