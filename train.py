@@ -10,9 +10,11 @@ import hydra
 from omegaconf import DictConfig
 
 from argen.compose_errors import composition_errors_in_one_line, restore_full_error_setting
+from argen.hydra_files import write_hydra_files_atomically
 from argen.resolvers import register_resolvers
 
 register_resolvers()
+write_hydra_files_atomically()  # .hydra/*.yaml written whole or not at all (argen.atomic)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

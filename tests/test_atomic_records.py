@@ -197,3 +197,32 @@ def test_full_disk_ends_run_in_one_line_and_keeps_earlier_checkpoints(tmp_path, 
     failed = json.loads((run_dir / "summary.json").read_text())
     assert failed["status"] == "failed" and "no space left on device" in failed["error"]
     assert json.loads((run_dir / "summary.1.json").read_text())["status"] == "finished"
+
+
+def test_hydra_config_files_are_written_atomically(tmp_path, monkeypatch):
+    """Hydra writes .hydra/config.yaml itself; after train.py's set-up a failed write leaves the old
+    file whole and no temporary file behind."""
+    import hydra.core.utils as hydra_utils
+    from omegaconf import OmegaConf
+
+    from argen.hydra_files import write_hydra_files_atomically
+
+    monkeypatch.setattr(hydra_utils, "_save_config", hydra_utils._save_config)
+    write_hydra_files_atomically()
+    hydra_dir = tmp_path / ".hydra"
+    hydra_utils._save_config(
+        OmegaConf.create({"model": {"name": "made"}}), "config.yaml", hydra_dir
+    )
+    before = (hydra_dir / "config.yaml").read_text()
+    assert OmegaConf.load(hydra_dir / "config.yaml").model.name == "made"
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)  # the write fails before the rename
+    with pytest.raises(DiskFullError):
+        hydra_utils._save_config(
+            OmegaConf.create({"model": {"name": "x" * 10_000}}), "config.yaml", hydra_dir
+        )
+    assert (hydra_dir / "config.yaml").read_text() == before
+    assert [p.name for p in hydra_dir.iterdir()] == ["config.yaml"]
