@@ -37,6 +37,11 @@ class DiskFullError(OSError):
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the operating system saying the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+
+
 def find_disk_full(exc: BaseException) -> OSError | None:
     """The first "no space left on device" (or quota) ``OSError`` among ``exc``, its causes and the
     exceptions it was raised while handling."""
@@ -47,7 +52,7 @@ def find_disk_full(exc: BaseException) -> OSError | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in NO_SPACE_ERRNOS:
+        if is_disk_full(current):
             return current
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return None
@@ -64,11 +69,6 @@ def _read_umask() -> int:
 
 # mkstemp creates files readable by their owner only; a record gets the mode open() would give it.
 FILE_MODE = 0o666 & ~_read_umask()
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is the operating system saying the disk (or the user's quota) is full."""
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from argen.budget import given_budgets
 from argen.errors import ConfigError
 
 TEXT, IMAGE = "text", "image"
@@ -105,14 +106,10 @@ def check_seed(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={seed} is invalid: it must be a whole number from 0 to {MAX_SEED}")
 
 
-BUDGET_KINDS = ("examples", "steps", "flops", "cpu_seconds")  # argen.budget.KINDS
-
-
 def check_budget(cfg: DictConfig) -> None:
     """At most one ``budget.*``, a positive number, and not beside the Trainer's own limits on
     steps or time (two budgets in one run)."""
-    section = OmegaConf.select(cfg, "budget", default=None) or {}
-    given = {k: section.get(k) for k in BUDGET_KINDS if section.get(k) is not None}
+    given = given_budgets(cfg)
     if len(given) > 1:
         both = " and ".join(f"budget.{k}={v}" for k, v in given.items())
         raise ConfigError(f"{both}: give at most one budget (set the others to null)")

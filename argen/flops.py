@@ -26,6 +26,8 @@ import lightning as L
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from argen.callbacks.throughput import batch_size_of
+
 # Every model's cost is linear in the batch, and counting runs the real arithmetic (a batch of 32
 # took Gated PixelCNN's default size over two minutes on one CPU thread): two examples suffice.
 MAX_EXAMPLES = 2
@@ -38,12 +40,6 @@ def leading(batch: Any, count: int) -> Any:
     if isinstance(batch, list | tuple):
         return type(batch)(leading(part, count) for part in batch)
     return batch
-
-
-def examples_in(batch: Any) -> int:
-    """Number of examples in a batch: the length of its (first) tensor."""
-    first = batch[0] if isinstance(batch, list | tuple) else batch
-    return int(first.shape[0]) if isinstance(first, torch.Tensor) else 0
 
 
 def first_training_batch(datamodule: L.LightningDataModule) -> Any:
@@ -78,7 +74,7 @@ def flops_per_example(module: L.LightningModule, datamodule: L.LightningDataModu
     """Training FLOPs per example of ``module`` on ``datamodule``'s training data (for text an
     example is one training window of characters); ``None`` when none are countable."""
     batch = leading(first_training_batch(datamodule), MAX_EXAMPLES)
-    count = examples_in(batch)
+    count = batch_size_of(batch)
     if count == 0:
         raise ValueError("the first training batch has no examples to count FLOPs on")
     flops = count_training_flops(module, batch)

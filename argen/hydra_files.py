@@ -18,7 +18,6 @@ from argen.atomic import atomic_write
 
 def save_config_atomically(cfg: DictConfig, filename: str, output_dir: Path) -> None:
     """What ``_save_config`` writes (the config as YAML), through ``argen.atomic``."""
-    output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(Path(output_dir) / filename, OmegaConf.to_yaml(cfg))
 
 

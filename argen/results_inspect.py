@@ -11,6 +11,7 @@ to the page (``inspect/<model>/<view>.png``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,7 +91,7 @@ def view_note(view: dict[str, Any]) -> str:
         chars = len(numbers.get("steps", [])) or 1
         return (
             f"log p = {numbers['log_prob']:.3f} nats = the model's `log_prob` "
-            f"({numbers['model_log_prob']:.3f}); {-numbers['log_prob'] / chars / 0.6931471805599453:.2f} "
+            f"({numbers['model_log_prob']:.3f}); {-numbers['log_prob'] / chars / math.log(2):.2f} "
             "bits/char."
         )
     if view["view"] == "dependency" and "inputs_seen" in numbers:

@@ -262,26 +262,14 @@ def training_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
         x = binary_batch(kwargs["shape"], batch, kwargs.get("num_levels", 2))
         rows.append((f"PixelCNN {label}, batch {batch}", before, after, x))
     batch = cfg["pixel_batch"]
-    gated = cfg["gated"]
-    before, after = twin(lambda impl: GatedPixelCNN(**gated, conv_impl=impl))
-    rows.append(
-        (
-            f"Gated PixelCNN {gated['shape']}, batch {batch}",
-            before,
-            after,
-            binary_batch(gated["shape"], batch),
-        )
-    )
-    snail = cfg["snail"]
-    before, after = twin(lambda impl: PixelSNAIL(**snail, conv_impl=impl))
-    rows.append(
-        (
-            f"PixelSNAIL {snail['shape']}, batch {batch}",
-            before,
-            after,
-            binary_batch(snail["shape"], batch),
-        )
-    )
+    for name, cls, key in (
+        ("Gated PixelCNN", GatedPixelCNN, "gated"),
+        ("PixelSNAIL", PixelSNAIL, "snail"),
+    ):
+        kw = cfg[key]
+        before, after = twin(lambda impl, cls=cls, kw=kw: cls(**kw, conv_impl=impl))
+        x = binary_batch(kw["shape"], batch)
+        rows.append((f"{name} {kw['shape']}, batch {batch}", before, after, x))
     made = cfg["made"]
     torch.manual_seed(0)
     net = MADE(**made)

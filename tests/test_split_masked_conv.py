@@ -140,9 +140,21 @@ def test_models_give_the_dense_log_prob_with_every_impl(channels, levels):
         for impl in FAST:
             model = build(impl).double()
             model.load_state_dict(dense.state_dict())  # same keys and shapes: k x k weights
-            torch.testing.assert_close(model.log_prob(x), reference, rtol=1e-12, atol=1e-9)
+            torch.testing.assert_close(
+                model.log_prob(x),
+                reference,
+                rtol=1e-12,
+                atol=1e-9,
+                msg=lambda m, name=name: f"{name}: {m}",
+            )
             set_conv_impl(model, "dense")
-            torch.testing.assert_close(model.log_prob(x), reference, rtol=0, atol=0), name
+            torch.testing.assert_close(
+                model.log_prob(x),
+                reference,
+                rtol=0,
+                atol=0,
+                msg=lambda m, name=name: f"{name}: {m}",
+            )
 
 
 def test_checkpoints_keep_full_kernels_and_load_across_impls():

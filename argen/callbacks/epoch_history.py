@@ -75,7 +75,6 @@ class EpochHistory(L.Callback):
         writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.validations)
-        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.csv_path, text.getvalue())
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict[str, Any]) -> None:

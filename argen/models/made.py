@@ -29,10 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.base import DensityModel, require_binary
+from argen.models.cached_sampling import check_sampler
 from argen.models.fvsbn import check_temperature, tempered_probs
 from argen.models.ordering import ORDERINGS, draw_ordering
-
-SAMPLERS = ("cached", "naive")
 
 
 def _take(matrix: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -121,9 +120,7 @@ class MADE(DensityModel):
     ) -> None:
         super().__init__(shape, num_levels)
         require_binary(num_levels, "MADE")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be 'cached' or 'naive', got {sampler!r}")
-        self.sampler = sampler
+        self.sampler = check_sampler(sampler)
         if seed is not None:
             if ordering_seed not in (0, seed):
                 raise ValueError(
@@ -265,9 +262,7 @@ class MADE(DensityModel):
         ``sampler`` (default ``self.sampler``): ``"cached"`` or ``"naive"`` (see the module).
         """
         check_temperature(temperature)
-        sampler = self.sampler if sampler is None else sampler
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be 'cached' or 'naive', got {sampler!r}")
+        sampler = check_sampler(self.sampler if sampler is None else sampler)
         fill = self._fill_cached if sampler == "cached" else self._fill_naive
         device = torch.device(device) if device is not None else self.order.device
         current = self.mask_index
