@@ -7,6 +7,7 @@ switch Hydra users already know) shows the full traceback instead.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import NoReturn
@@ -64,3 +65,10 @@ def exit_with_error(exc: BaseException, code: int = 2) -> NoReturn:
     message = " ".join(str(exc).split()) or type(exc).__name__
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code) from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are a single ``error: ...`` line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")

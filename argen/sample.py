@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import lightning as L
 import torch
@@ -25,6 +25,7 @@ from argen.callbacks.images import to_uint8_grid
 from argen.checkpoint import CheckpointError, load_checkpoint
 from argen.completion import complete_top_half
 from argen.data.download import DataError
+from argen.errors import OneLineParser
 from argen.models.autoencoder import NotADensityError
 from argen.models.base import DensityModel
 from argen.resolvers import register_resolvers
@@ -240,13 +241,6 @@ def run(args: argparse.Namespace) -> None:
         with torch.no_grad():
             sample_images(module, args.num, args.temperature, nrow, out)
     print(f"Wrote {out}")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are a single ``error: ...`` line (no usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> OneLineParser:

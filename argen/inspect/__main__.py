@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from argen.checkpoint import load_checkpoint
-from argen.errors import exit_with_error, find_user_error
+from argen.errors import OneLineParser, exit_with_error, find_user_error
 from argen.inspect.conditionals import InspectError
 from argen.inspect.dependency import check_target
 from argen.inspect.plots import comparison_figure, save_png
@@ -57,9 +57,9 @@ def parse_target(text: str) -> tuple[int, int, int]:
     return (colour[0] if colour else 0, row, col)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OneLineParser:
     views = "\n".join(f"  {name:<11} {help_}" for name, help_ in VIEWS.items())
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m argen.inspect",
         description=__doc__,
         epilog=f"views:\n{views}",
