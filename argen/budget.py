@@ -11,6 +11,10 @@ training FLOPs, or process CPU seconds (``budget:`` in conf/train.yaml; at most 
 * ``cpu_seconds``: the process's CPU time in training (``time.process_time``, validation
   excluded), checked after every Lightning batch (``argen.callbacks.budget``).
 
+``budget.validations`` (with a budget of steps, examples or FLOPs) spreads that many validations
+evenly over the budget's optimizer steps, the last one at its end, so runs of different families
+and sizes draw learning curves with the same number of points whatever their epoch length.
+
 With a budget, ``trainer.max_epochs`` no longer bounds training (the budget does); a budget
 together with ``trainer.max_steps`` or ``trainer.max_time`` is refused before the run starts.
 """
@@ -148,8 +152,18 @@ def budget_steps(
     return steps_for_examples(examples, *epoch_shape(trainer, datamodule))
 
 
-def apply_budget(trainer: L.Trainer, max_steps: int | None) -> None:
+def apply_budget(trainer: L.Trainer, max_steps: int | None, validations: int | None = None) -> None:
     """Let the budget alone bound training: no epoch limit, and ``max_steps`` when it is a
-    number of steps (else none: the CPU-seconds callback stops the run)."""
+    number of steps (else none: the CPU-seconds callback stops the run). ``validations``: validate
+    every ``ceil(max_steps / validations)`` optimizer steps instead of once an epoch."""
     trainer.fit_loop.max_epochs = -1
     trainer.fit_loop.epoch_loop.max_steps = -1 if max_steps is None else int(max_steps)
+    if validations and max_steps:
+        trainer.val_check_interval = validation_interval(max_steps, validations)
+        trainer.check_val_every_n_epoch = None  # the interval may span epochs
+
+
+def validation_interval(max_steps: int, validations: int) -> int:
+    """Optimizer steps between validations so that ``validations`` of them fall in
+    ``max_steps`` steps (the last at the end: ``ValidateAtMaxSteps``)."""
+    return max(1, math.ceil(int(max_steps) / int(validations)))

@@ -113,6 +113,17 @@ def check_budget(cfg: DictConfig) -> None:
     if len(given) > 1:
         both = " and ".join(f"budget.{k}={v}" for k, v in given.items())
         raise ConfigError(f"{both}: give at most one budget (set the others to null)")
+    validations = OmegaConf.select(cfg, "budget.validations", default=None)
+    if validations is not None:
+        if isinstance(validations, bool) or not isinstance(validations, int) or validations < 1:
+            raise ConfigError(
+                f"budget.validations={validations} is invalid: give a whole number of at least 1"
+            )
+        if set(given) & {"cpu_seconds"} or not given:
+            raise ConfigError(
+                f"budget.validations={validations} needs budget.examples, budget.steps or "
+                "budget.flops (it spreads validations over a known number of steps)"
+            )
     for kind, value in given.items():
         _positive(cfg, f"budget.{kind}", 0, inclusive=False)
         trainer = cfg.get("trainer") or {}

@@ -14,6 +14,7 @@ Two building blocks for Transformer-style set-ups, usable by every family:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable, Iterable
@@ -116,12 +117,19 @@ class WarmupCosine:
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
     warmup_steps: int,
-    total_steps: int,
+    total_steps: int | None,
     min_ratio: float = 0.1,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup_steps`` then cosine decay to ``min_ratio`` times the
     optimizer's learning rate at ``total_steps`` (``WarmupCosine``). Step it per optimizer step:
-    set the module's ``scheduler_interval: step``."""
+    set the module's ``scheduler_interval: step``. ``total_steps: null`` in a config means the
+    run's own ``max_steps`` (``configure_optimizers`` fills it in): the decay then ends where a
+    ``budget.*`` of examples, steps or FLOPs ends, whatever that is in steps for this model."""
+    if total_steps is None:
+        raise ValueError(
+            "warmup_cosine needs total_steps: give it, or leave it null in a run bounded by "
+            "budget.examples/steps/flops or trainer.max_steps"
+        )
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio)
     )
@@ -134,8 +142,12 @@ def configure_optimizers(
     interval: str = "epoch",
     monitor: str = MONITOR,
     manual: bool = False,
+    max_steps: int | None = None,
 ) -> torch.optim.Optimizer | dict[str, Any]:
     """What ``LightningModule.configure_optimizers`` returns for these factories.
+
+    A scheduler factory given ``total_steps=None`` (``warmup_cosine`` with ``total_steps: null``)
+    gets the run's ``max_steps`` (positive: the Trainer's, or a budget's) as its ``total_steps``.
 
     With ``manual=True`` (the module steps its schedulers itself, ``argen.amortized``) the
     scheduler's entry has no ``monitor``: Lightning ignores it then, with a warning, and
@@ -145,6 +157,9 @@ def configure_optimizers(
     built = optimizer(parameters)
     if scheduler is None:
         return built
+    if getattr(scheduler, "keywords", {}).get("total_steps", 0) is None:
+        if max_steps is not None and max_steps > 0:
+            scheduler = functools.partial(scheduler, total_steps=int(max_steps))
     entry: dict[str, Any] = {"scheduler": scheduler(built), "interval": interval}
     if not manual:
         entry["monitor"] = monitor

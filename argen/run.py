@@ -286,7 +286,7 @@ def limit_by_budget(
     if budget is None:
         return None
     steps = budget_steps(budget, trainer, datamodule, flops)
-    apply_budget(trainer, steps)
+    apply_budget(trainer, steps, OmegaConf.select(cfg, "budget.validations", default=None))
     until = f"{steps} optimizer steps" if steps is not None else "the budget is reached"
     rank_zero_info(f"budget.{budget.kind}={budget.value:g}: training runs until {until}")
     return steps

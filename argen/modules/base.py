@@ -194,4 +194,5 @@ class ARModule(L.LightningModule):
             self.scheduler_interval,
             monitor=self.monitor,
             manual=not self.automatic_optimization,
+            max_steps=self._trainer.max_steps if self._trainer is not None else None,
         )
