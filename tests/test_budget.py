@@ -18,7 +18,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import argen.callbacks.throughput as throughput_module
 import argen.provenance
-from argen.budget import Budget, budget_steps, run_budget, steps_for_examples
+from argen.budget import (
+    Budget,
+    budget_steps,
+    run_budget,
+    steps_for_examples,
+    validation_interval,
+)
 from argen.callbacks.budget import CPUSecondsBudget
 from argen.callbacks.epoch_history import EpochHistory
 from argen.callbacks.throughput import Throughput
@@ -312,3 +318,56 @@ def test_train_refuses_two_budgets_from_the_composed_config():
     with pytest.raises(ConfigError, match="budget.steps=10 and budget.cpu_seconds=60") as info:
         check_config(compose("budget.steps=10", "budget.cpu_seconds=60"))
     assert "\n" not in str(info.value)
+
+
+def test_validations_split_the_budget_into_even_intervals():
+    assert validation_interval(100, 4) == 25
+    assert validation_interval(101, 4) == 26  # ceil: never a fifth validation before the end
+    assert validation_interval(3, 8) == 1
+
+
+def test_config_refuses_validations_without_a_step_budget():
+    def cfg(validations, **entries):
+        budget = {"examples": None, "steps": None, "flops": None, "cpu_seconds": None}
+        return OmegaConf.create(
+            {"budget": {**budget, **entries, "validations": validations}, "trainer": {}}
+        )
+
+    check_budget(cfg(4, flops=1e9))
+    with pytest.raises(ConfigError, match="budget.validations=0 is invalid"):
+        check_budget(cfg(0, flops=1e9))
+    with pytest.raises(ConfigError, match="budget.validations=4 needs budget.examples"):
+        check_budget(cfg(4, cpu_seconds=60))
+    with pytest.raises(ConfigError, match="budget.validations=4 needs budget.examples"):
+        check_budget(cfg(4))
+
+
+@pytest.mark.slow
+@needs_data("binarized_mnist")
+def test_a_flops_budget_with_validations_and_a_cosine_ending_at_its_last_step(tmp_path):
+    """experiment=fair/common's recipe on a tiny MADE: budget.flops becomes 12 steps, validated
+    every 3 steps across epoch boundaries, and warmup_cosine with total_steps: null reaches its
+    floor (a tenth of the learning rate) exactly at the budget's last step."""
+    run_train(
+        tmp_path,
+        "experiment=fair/common",
+        "model=made",
+        "model.module.net.hidden_sizes=[8]",
+        "model.module.scheduler.warmup_steps=2",
+        "data.datamodule.max_examples=100",
+        "data.datamodule.batch_size=20",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.image_logger=null",
+        "logger=none",
+        "test=false",
+        "summary.num_samples=0",
+        "budget.steps=12",
+        "budget.flops=null",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    rows = list(csv.DictReader((tmp_path / "run" / "epochs.csv").open()))
+    assert [int(r["optimizer_steps"]) for r in rows] == [3, 6, 9, 12]  # 5 steps an epoch
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["lr_schedulers"][0]["last_epoch"] == 12  # stepped once per optimizer step
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4)
