@@ -24,10 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from argen.checkpoint import load_checkpoint
-from argen.errors import exit_with_error, find_user_error
-from argen.quiet import quiet_libraries
-from argen.resolvers import register_resolvers
+from argen.core.errors import exit_with_error, find_user_error
+from argen.training.checkpoint import load_checkpoint
+from argen.training.quiet import quiet_libraries
+from argen.training.resolvers import register_resolvers
 
 EVAL_JOB_TYPE = "eval"
 
@@ -79,7 +79,7 @@ def eval_run_config(
     """The eval run's W&B config: the checkpoint's model and data config and seed (the same columns
     as its training run), the checkpoint, the split, the parameter count and, when the checkpoint
     lies in a run directory that logged to W&B, that training run's id."""
-    from argen.run import WANDB_ID_FILE
+    from argen.training.run import WANDB_ID_FILE
 
     config = OmegaConf.to_container(cfg, resolve=True)
     columns: dict[str, Any] = {k: config[k] for k in ("model", "data", "seed") if k in config}
@@ -117,7 +117,7 @@ def evaluate_to_wandb(
     before W&B starts; a failure after that finishes the run once, with a non-zero exit code."""
     import wandb
 
-    from argen.wandb_mode import choose_wandb_mode, finish_wandb
+    from argen.training.wandb_mode import choose_wandb_mode, finish_wandb
 
     register_resolvers()
     module, cfg = load_checkpoint(checkpoint)

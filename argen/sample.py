@@ -21,14 +21,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
-from argen.callbacks.images import to_uint8_grid
-from argen.checkpoint import CheckpointError, load_checkpoint
-from argen.completion import complete_top_half
+from argen.core.errors import OneLineParser
 from argen.data.download import DataError
-from argen.errors import OneLineParser
 from argen.models.autoencoder import NotADensityError
 from argen.models.base import DensityModel
-from argen.resolvers import register_resolvers
+from argen.models.completion import complete_top_half
+from argen.training.callbacks.images import to_uint8_grid
+from argen.training.checkpoint import CheckpointError, load_checkpoint
+from argen.training.resolvers import register_resolvers
 
 # The options that map to a keyword of a model's sampler, by argparse ``dest`` (= keyword name).
 SAMPLER_OPTIONS = ("num", "temperature", "length", "prime", "top_k")

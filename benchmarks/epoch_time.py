@@ -43,7 +43,7 @@ def worker(model: str, data: str, warmup: int, steps: int, time_sampling: bool) 
     import torch
     from hydra.utils import instantiate
 
-    from argen.run import build_datamodule
+    from argen.training.run import build_datamodule
 
     cfg = compose(MODELS[model] + DATA[data] + ["trainer.accelerator=cpu"])
     result = measure_argen(cfg, warmup, steps)

@@ -39,7 +39,7 @@ def csv_facts(run_dir: Path) -> dict:
 def measured_training(run_dir: Path) -> dict:
     """The training cost recorded in ``last.ckpt`` by argen's ``Throughput`` callback (its
     cumulative counts when the checkpoint was written) and the optimizer steps taken."""
-    from argen.checkpoint import read_checkpoint
+    from argen.training.checkpoint import read_checkpoint
 
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.exists():
@@ -70,10 +70,10 @@ def main() -> None:
 
     import torch
 
-    from argen.checkpoint import load_checkpoint
     from argen.evaluate import evaluate
-    from argen.resolvers import register_resolvers
-    from argen.run import count_parameters, keep_previous_summary
+    from argen.training.checkpoint import load_checkpoint
+    from argen.training.resolvers import register_resolvers
+    from argen.training.run import count_parameters, keep_previous_summary
 
     register_resolvers()
     run_dir = args.run_dir

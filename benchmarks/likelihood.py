@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from argen.summary import from_json, is_text  # noqa: E402
+from argen.training.summary import from_json, is_text  # noqa: E402
 
 # Targets, in the metric named, from the papers and the issues that ask for these benchmarks.
 TARGETS = {
@@ -53,8 +53,8 @@ def single_mask_test_nll(checkpoint: Path, data_dir: str | None) -> float:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from argen.checkpoint import load_checkpoint
-    from argen.resolvers import register_resolvers
+    from argen.training.checkpoint import load_checkpoint
+    from argen.training.resolvers import register_resolvers
 
     register_resolvers()
     module, cfg = load_checkpoint(checkpoint)

@@ -12,7 +12,7 @@ the loop around it. Measured per step, in one process, best of ``--repeats``:
   argen's default (redrawn at most every 0.2 s), both drawing as on a terminal (to /dev/null);
 * argen, steps_per_call=1 / =K: argen's ``DensityModule`` and in-memory ``ImageDataModule``
   around a one-parameter density, through Lightning's automatic loop or K optimizer steps per
-  Lightning step (``argen.amortized``, the MADE/FVSBN default).
+  Lightning step (``argen.modules.amortized``, the MADE/FVSBN default).
 
 The difference between the first two is Lightning's own per-step cost; it bounds the argen/plain
 throughput ratio of models whose step is short (MADE, FVSBN on a CPU) unless it is paid once
@@ -53,8 +53,8 @@ def main() -> None:
 
     from argen.data.image import ImageDataModule
     from argen.data.in_memory import TensorBatches, batch_loader
-    from argen.density_module import DensityModule
-    from argen.gpu_probe import skip_gpu_probe_without_gpu
+    from argen.modules.density import DensityModule
+    from argen.training.gpu_probe import skip_gpu_probe_without_gpu
 
     devnull = open(os.devnull, "w")
 

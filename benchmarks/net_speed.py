@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.cpu_memory import keep_freed_memory
 from argen.models.base import DensityModel
 from argen.models.gated_pixelcnn import GatedPixelCNN
 from argen.models.made import MADE, MaskedLinear
@@ -51,6 +50,7 @@ from argen.models.masked_conv import causal_mask
 from argen.models.pixel_heads import PixelHead
 from argen.models.pixelcnn import PixelCNN
 from argen.models.pixelsnail import PixelSNAIL
+from argen.training.cpu_memory import keep_freed_memory
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
 

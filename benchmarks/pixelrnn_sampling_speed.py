@@ -37,7 +37,7 @@ from hydra.utils import instantiate
 
 from argen.models.cached_sampling import sample
 from argen.models.pixelrnn import RowsAbove
-from argen.resolvers import register_resolvers
+from argen.training.resolvers import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("row_lstm", "diagonal_bilstm")

@@ -67,8 +67,8 @@ def describe(parts: dict[str, str]) -> None:
 def score(checkpoint: str, parts: dict[str, str], window: int = 512) -> dict[str, float]:
     import torch
 
-    from argen.checkpoint import load_checkpoint
-    from argen.resolvers import register_resolvers
+    from argen.training.checkpoint import load_checkpoint
+    from argen.training.resolvers import register_resolvers
 
     register_resolvers()
     module, _ = load_checkpoint(checkpoint)

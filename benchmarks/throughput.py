@@ -7,7 +7,7 @@ batch size and optimizer on binarized MNIST already in memory:
   (no logger or checkpointing, per-epoch costs; no progress bar unless ``--progress-bar`` asks
   for Lightning's stock Rich bar or argen's throttled one, drawn as on a terminal). This is
   argen's default path: with the config's ``steps_per_call`` (MADE, FVSBN, NADE) several
-  optimizer steps run per Lightning step (``argen.amortized``); the clock then starts on a
+  optimizer steps run per Lightning step (``argen.modules.amortized``); the clock then starts on a
   group boundary and counts optimizer steps;
 * ``--variant NAME=OVERRIDE[,OVERRIDE]``: the argen path again with those overrides, e.g.
   ``--variant ordinary=model.module.steps_per_call=1`` (Lightning's own loop) or
@@ -16,7 +16,7 @@ batch size and optimizer on binarized MNIST already in memory:
 
 Each measurement runs in a fresh process (so peak memory is its own), the two paths alternate, and
 the best of ``--repeats`` is kept. Both paths keep freed memory as train.py does
-(``argen.cpu_memory``; ``--malloc default`` leaves glibc's default, which page-faults a step's
+(``argen.training.cpu_memory``; ``--malloc default`` leaves glibc's default, which page-faults a step's
 activations in again at every step). Also reported: minor page faults per step, and MADE's
 achieved FLOP/s as a share of this machine's measured float32 matmul peak (the roofline target
 is >= 50 %).
@@ -66,7 +66,7 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    from argen.resolvers import register_resolvers
+    from argen.training.resolvers import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -103,7 +103,7 @@ def progress_bars(kind: str, file=None) -> list:
     """
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from argen.callbacks.progress import ThrottledRichProgressBar
+    from argen.training.callbacks.progress import ThrottledRichProgressBar
 
     terminal = {"console_kwargs": {"force_terminal": True, "width": 120, "file": file}}
     if kind == "rich":
@@ -117,7 +117,7 @@ def measure_argen(cfg, warmup: int, steps: int, progress_bar: str = "none") -> d
     import lightning as L
     import torch
 
-    from argen.run import apply_data_overrides, build_datamodule, build_module
+    from argen.training.run import apply_data_overrides, build_datamodule, build_module
 
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -171,7 +171,7 @@ def measure_plain(cfg, warmup: int, steps: int) -> dict:
     import lightning as L
     import torch
 
-    from argen.run import build_datamodule, build_module
+    from argen.training.run import build_datamodule, build_module
 
     L.seed_everything(0, verbose=False)
     device = torch.device(
@@ -222,13 +222,13 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def worker(args) -> None:
-    from argen.cpu_memory import keep_freed_memory
-    from argen.gpu_probe import skip_gpu_probe_without_gpu
+    from argen.training.cpu_memory import keep_freed_memory
+    from argen.training.gpu_probe import skip_gpu_probe_without_gpu
 
     # train.py does this; the plain loop gets it too, since the probe it avoids comes from
     # importing Lightning (which this script does for both paths), not from a plain loop
     skip_gpu_probe_without_gpu()
-    # train.py does this too (argen.cpu_memory): glibc otherwise returns the activations' memory
+    # train.py does this too (argen.training.cpu_memory): glibc otherwise returns the activations' memory
     # to the system and faults it in again at every step, in either path (--malloc default)
     if args.malloc == "keep":
         keep_freed_memory()
@@ -302,7 +302,7 @@ def main() -> None:
         "--malloc",
         choices=["keep", "default"],
         default="keep",
-        help="keep freed memory in both paths as train.py does (argen.cpu_memory), or glibc's "
+        help="keep freed memory in both paths as train.py does (argen.training.cpu_memory), or glibc's "
         "default (which page-faults the activations in again at every step)",
     )
     parser.add_argument(

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from argen.compare import main
+from argen.report.compare import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

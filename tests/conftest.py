@@ -116,13 +116,13 @@ def single_thread():
 
 
 def train_in_process(tmp_path: Path, *overrides: str) -> dict:
-    """Compose conf/train.yaml with ``overrides`` and run ``argen.run.train`` in this process."""
+    """Compose conf/train.yaml with ``overrides`` and run ``argen.training.run.train`` in this process."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from argen.resolvers import register_resolvers
-    from argen.run import train
+    from argen.training.resolvers import register_resolvers
+    from argen.training.run import train
 
     register_resolvers()
     os.environ.setdefault("WANDB_MODE", "offline")

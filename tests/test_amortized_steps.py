@@ -1,4 +1,4 @@
-"""Amortized steps (argen.amortized): groups of batches per training_step change speed, never
+"""Amortized steps (argen.modules.amortized): groups of batches per training_step change speed, never
 results. The same seed gives bit-identical parameters, the same logged rows and the same
 global_step as Lightning's ordinary loop, with gradient clipping and schedulers on; a run killed
 inside a group and resumed ends with the same test NLL."""
@@ -19,17 +19,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import BatchSampler, RandomSampler
 
-import argen.amortized
-from argen.amortized import GroupSampler, fallback_reason, group_layout
-from argen.callbacks.rng_state import RNGState
-from argen.callbacks.throughput import Throughput
+import argen.modules.amortized
+from argen.data.groups import GroupSampler, group_layout
 from argen.data.image import ImageDataModule
 from argen.data.in_memory import TensorBatches
-from argen.density_module import DensityModule
 from argen.models.gated_pixelcnn import GatedPixelCNN
 from argen.models.made import MADE
 from argen.models.nade import NADE
 from argen.models.pixelcnn import PixelCNN
+from argen.modules.amortized import fallback_reason
+from argen.modules.density import DensityModule
+from argen.training.callbacks.rng_state import RNGState
+from argen.training.callbacks.throughput import Throughput
 from tests.conftest import needs_data, run_train, train_in_process
 
 SHAPE = (1, 4, 4)
@@ -203,7 +204,7 @@ def test_cuda_graph_is_a_no_op_off_the_gpu_and_its_recorded_step_matches(tmp_pat
     assert unused[0]._stepper.graph is None
     assert_same_training(ordinary, unused)
 
-    monkeypatch.setattr(argen.amortized, "graph_blocker", lambda *args: None)
+    monkeypatch.setattr(argen.modules.amortized, "graph_blocker", lambda *args: None)
     graphed = fit(tmp_path / "graphed", 4, cuda_graph=True, **dict(options, interval="step"))
     graph = graphed[0]._stepper.graph
     assert graph is not None and graph.recorded and graph.eager_steps == 3 + 3  # + partial

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from argen.atomic import atomic_file, atomic_write
-from argen.checkpoint import AtomicCheckpointIO, read_checkpoint
-from argen.errors import DiskFullError, find_user_error
-from argen.run import write_summary
+from argen.core.atomic import atomic_file, atomic_write
+from argen.core.errors import DiskFullError, find_user_error
+from argen.training.checkpoint import AtomicCheckpointIO, read_checkpoint
+from argen.training.run import write_summary
 from tests.conftest import needs_data, run_train
 
 
@@ -205,7 +205,7 @@ def test_hydra_config_files_are_written_atomically(tmp_path, monkeypatch):
     import hydra.core.utils as hydra_utils
     from omegaconf import OmegaConf
 
-    from argen.hydra_files import write_hydra_files_atomically
+    from argen.training.hydra_files import write_hydra_files_atomically
 
     monkeypatch.setattr(hydra_utils, "_save_config", hydra_utils._save_config)
     write_hydra_files_atomically()

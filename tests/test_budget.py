@@ -1,5 +1,5 @@
-"""Budgets a busy machine cannot bend (argen.budget, argen.flops, argen.callbacks.budget), what a
-run measures (argen.callbacks.throughput, epochs.csv) and where it came from (argen.provenance)."""
+"""Budgets a busy machine cannot bend (argen.training.budget, argen.training.flops, argen.training.callbacks.budget), what a
+run measures (argen.training.callbacks.throughput, epochs.csv) and where it came from (argen.training.provenance)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,23 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import argen.callbacks.throughput as throughput_module
-import argen.provenance
-from argen.budget import (
+import argen.training.callbacks.throughput as throughput_module
+import argen.training.provenance
+from argen.core.errors import ConfigError
+from argen.training.budget import (
     Budget,
     budget_steps,
     run_budget,
     steps_for_examples,
     validation_interval,
 )
-from argen.callbacks.budget import CPUSecondsBudget
-from argen.callbacks.epoch_history import EpochHistory
-from argen.callbacks.throughput import Throughput
-from argen.config_checks import check_budget
-from argen.errors import ConfigError
-from argen.flops import count_training_flops, flops_per_example
-from argen.loggers import curve_name, with_curve_copies
-from argen.provenance import provenance
+from argen.training.callbacks.budget import CPUSecondsBudget
+from argen.training.callbacks.epoch_history import EpochHistory
+from argen.training.callbacks.throughput import Throughput
+from argen.training.config_checks import check_budget
+from argen.training.flops import count_training_flops, flops_per_example
+from argen.training.loggers import curve_name, with_curve_copies
+from argen.training.provenance import provenance
 from tests.conftest import needs_data, run_train
 
 IN, HIDDEN, OUT, BATCH = 6, 5, 4, 7
@@ -224,7 +224,7 @@ def test_provenance_records_commit_versions_and_command(monkeypatch, tmp_path):
     monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: False))
     assert "command" not in provenance()
     # outside a git checkout (or without git) the git keys are absent, not guessed
-    monkeypatch.setattr(argen.provenance, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(argen.training.provenance, "SOURCE_ROOT", tmp_path)
     assert not {"git_commit", "git_dirty"} & set(provenance())
     monkeypatch.setenv("PATH", str(tmp_path))
     assert "git_commit" not in provenance()
@@ -233,8 +233,8 @@ def test_provenance_records_commit_versions_and_command(monkeypatch, tmp_path):
 def test_the_command_repeats_the_jobs_overrides(monkeypatch):
     overrides = ["model=made", "budget.examples=1000", "tags=[a b]"]
     monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
-    monkeypatch.setattr(argen.provenance, "job_overrides", lambda: overrides)
-    command = argen.provenance.run_command()
+    monkeypatch.setattr(argen.training.provenance, "job_overrides", lambda: overrides)
+    command = argen.training.provenance.run_command()
     assert shlex.split(command) == ["python", "train.py", *overrides]
 
 
@@ -311,7 +311,7 @@ def test_finish_summary_copies_only_what_the_run_measured(tmp_path):
 
 
 def test_train_refuses_two_budgets_from_the_composed_config():
-    from argen.config_checks import check_config
+    from argen.training.config_checks import check_config
     from tests.test_first_hour import compose
 
     check_config(compose("budget.cpu_seconds=60"))

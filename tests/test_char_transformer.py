@@ -1,6 +1,6 @@
 """Char Transformer: autoregressive property (with the strided finite context), exact
 normalization, windowed scoring, KV-cached sampling identical to the naive sampler, and the text
-pipeline (CharRNNModule) driving it like Char-RNN."""
+pipeline (TextModule) driving it like Char-RNN."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from argen.models.char_transformer import CharTransformer
-from argen.text_module import CharRNNModule
+from argen.modules.text import TextModule
 from tests.ar_checks import all_discrete, assert_autoregressive, assert_normalized
 from tests.conftest import needs_data
 from tests.test_pixelsnail import train_then_resume
@@ -201,14 +201,14 @@ def test_rejects_bad_input_and_settings():
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_text_module_trains_scores_and_samples_the_transformer():
-    """CharRNNModule drives the Transformer as it drives Char-RNN: a training step, exact
+    """TextModule drives the Transformer as it drives Char-RNN: a training step, exact
     windowed evaluation (independent of eval_window), and generate_text with a prime."""
     from argen.data.text import CharVocab
 
     vocab = CharVocab.from_text("abc \n")
     torch.manual_seed(0)
     net = CharTransformer(len(vocab), context_size=8, dim=8, num_layers=1, num_heads=2)
-    module = CharRNNModule(net, vocab=vocab, eval_window=5)
+    module = TextModule(net, vocab=vocab, eval_window=5)
     batch = vocab.encode("abc abc\nab ca bc\n")[None, :8].repeat(2, 1)
     loss = module.training_step(batch, 0)
     loss.backward()

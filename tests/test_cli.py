@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from argen.checkpoint import CheckpointError, load_checkpoint
+from argen.training.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import DATA_DIR, ROOT, needs_data, train_in_process
 
 QUICK = [

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from argen import compare
-from argen.compare import (
+from argen.report import compare
+from argen.report.compare import (
     FAILED,
     FINISHED,
     INCOMPLETE,
@@ -20,7 +20,7 @@ from argen.compare import (
     collect_runs,
     unfinished,
 )
-from argen.compare_rows import UNSET, label_keys, show_value
+from argen.report.compare_rows import UNSET, label_keys, show_value
 from tests.compare_fakes import ROOT, metrics, offline_env, rendered, table_row, write_run
 
 # Two models x two seeds on one dataset; the seeds also differ in settings that do not matter.

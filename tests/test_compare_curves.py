@@ -1,6 +1,6 @@
 """Learning curves over seeds, the seed spread on the page, per-character text units, and
-figures whose texts never overlap (``argen.compare_curves``, ``argen.curve_plot``,
-``argen.plot_axes``), on fake run directories (no training)."""
+figures whose texts never overlap (``argen.report.compare_curves``, ``argen.report.curve_plot``,
+``argen.report.plot_axes``), on fake run directories (no training)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from argen.compare import aggregate, collect_runs
-from argen.compare_curves import row_curves, seed_curve, without_curves
-from argen.curve_plot import curve_figure
-from argen.plot_axes import (
+from argen.report.compare import aggregate, collect_runs
+from argen.report.compare_curves import row_curves, seed_curve, without_curves
+from argen.report.curve_plot import curve_figure
+from argen.report.plot_axes import (
     empty_axes,
     new_figure,
     overlapping_texts,
@@ -22,8 +22,8 @@ from argen.plot_axes import (
     shown_tick_labels,
     texts_outside,
 )
-from argen.results_page import PAGE
-from argen.tradeoff_plot import tradeoff_figure
+from argen.report.results_page import PAGE
+from argen.report.tradeoff_plot import tradeoff_figure
 from tests.compare_fakes import close_runs, metrics, rendered, write_epochs, write_run
 
 MODELS = {"row_lstm": 85.56, "diagonal_bilstm": 85.61, "gated_pixelcnn": 85.72}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from argen import compare_wandb
+from argen.report import compare_wandb
 from tests.compare_fakes import ROOT, metrics, offline_env, rendered, write_epochs, write_run
 
 SCATTER_PANEL = "wandb/scatter/v0"
@@ -118,7 +118,7 @@ def test_a_failure_finishes_the_run_once_with_exit_code_1(tmp_path, monkeypatch,
     [(["logs"], ("argen", None)), (["wandb:team/sweeps"], ("sweeps", "team"))],
 )
 def test_wandb_target_defaults_to_the_project_read(paths, expected):
-    from argen.compare import _wandb_target, parse_args
+    from argen.report.compare import _wandb_target, parse_args
 
     assert _wandb_target(parse_args([*paths, "--wandb"])) == expected
     args = parse_args([*paths, "--wandb", "--wandb-project", "p", "--wandb-entity", "e"])

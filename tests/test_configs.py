@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from argen.resolvers import register_resolvers
+from argen.training.resolvers import register_resolvers
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -79,7 +79,7 @@ def test_experiment_composes_to_its_model_and_data(experiment):
 def test_attention_pairs_pass_the_checks_train_py_runs(experiment):
     """The attention models' MNIST and CIFAR-10 set-ups build their networks for the data's
     shape and levels (train.py's checks before any data is read)."""
-    from argen.config_checks import check_config
+    from argen.training.config_checks import check_config
 
     cfg = compose_train(f"experiment={experiment}", hydra=True)
     HydraConfig.instance().set_config(cfg)
@@ -210,7 +210,7 @@ def test_early_stopping_is_one_callbacks_choice():
     [[], ["experiment=row_lstm_cifar10"], ["experiment=char_rnn_tinyshakespeare"]],
 )
 def test_debug_quick_is_a_short_run_without_wandb(overrides):
-    from argen.config_checks import check_model_matches_data, check_numbers, check_resolves
+    from argen.training.config_checks import check_model_matches_data, check_numbers, check_resolves
 
     cfg = compose_train(*overrides, "debug=quick", hydra=True)
     HydraConfig.instance().set_config(cfg)

@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from argen.checkpoint import read_checkpoint
+from argen.core.errors import ConfigError
 from argen.data.distributed import EvalShardSampler, GlobalBatchSampler
 from argen.data.image import SPLITS, ImageDataModule
 from argen.data.text import TextDataModule
-from argen.errors import ConfigError
-from argen.run_dir_guard import TOKEN_ENV, TOKEN_FILE, guard_run_dir
+from argen.training.checkpoint import read_checkpoint
+from argen.training.run_dir_guard import TOKEN_ENV, TOKEN_FILE, guard_run_dir
 from tests.conftest import needs_data, read_summaries, run_train
 
 TWO_PROCESSES = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -213,7 +213,7 @@ def test_made_on_two_processes_is_made_on_one(made_runs):
 @needs_data("binarized_mnist")
 def test_pixelcnn_on_two_processes_is_pixelcnn_on_one(tmp_path):
     """PixelCNN groups 4 steps per call on one process; DDP takes one step per call
-    (argen.amortized.fallback_reason): the updates must be the same."""
+    (argen.modules.amortized.fallback_reason): the updates must be the same."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     run_train(one, *PIXELCNN, "trainer=cpu")

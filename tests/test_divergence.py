@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from argen.callbacks.divergence import FACTOR, DivergenceCheck, divergence_of, uniform_nll
-from argen.density_module import DensityModule
 from argen.models.made import MADE
+from argen.modules.density import DensityModule
+from argen.training.callbacks.divergence import FACTOR, DivergenceCheck, divergence_of, uniform_nll
 from tests.conftest import DATA_DIR, ROOT, needs_data
 
 SHAPE = (1, 4, 4)
@@ -49,7 +49,7 @@ def test_nll_near_uniform_is_no_divergence_but_far_above_is(caplog):
     bound = 16 * math.log(2)
     check.on_validation_end(fake_trainer({"val/nll": bound * 1.2}), module)  # an untrained start
     assert check.summary_entries() == {}
-    with caplog.at_level(logging.WARNING, logger="argen.callbacks.divergence"):
+    with caplog.at_level(logging.WARNING, logger="argen.training.callbacks.divergence"):
         check.on_validation_end(fake_trainer({"val/nll": bound * FACTOR * 1.01}, epoch=3), module)
         check.on_validation_end(fake_trainer({"val/nll": 1e20}, epoch=4), module)  # said once
     assert [r.getMessage().split(" nats")[0] for r in caplog.records] == [

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from argen.checkpoint import CheckpointError, read_checkpoint
-from argen.errors import ConfigError
-from argen.run_dir_guard import check_run_dir
+from argen.core.errors import ConfigError
+from argen.training.checkpoint import CheckpointError, read_checkpoint
+from argen.training.run_dir_guard import check_run_dir
 from tests.conftest import DATA_DIR, ROOT, is_installed, needs_data, read_summaries, run_train
 
 MADE_TINY = [
@@ -97,7 +97,7 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from argen.resolvers import register_resolvers
+    from argen.training.resolvers import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -117,7 +117,7 @@ def compose(*overrides: str):
     ],
 )
 def test_bad_configs_are_refused_from_the_config_alone(overrides, expected):
-    from argen.config_checks import check_config
+    from argen.training.config_checks import check_config
 
     with pytest.raises(ConfigError, match=expected) as info:
         check_config(compose(*overrides))
@@ -125,7 +125,7 @@ def test_bad_configs_are_refused_from_the_config_alone(overrides, expected):
 
 
 def test_good_configs_pass_and_keep_the_random_state():
-    from argen.config_checks import check_config
+    from argen.training.config_checks import check_config
 
     state = torch.random.get_rng_state()
     for overrides in (
@@ -296,8 +296,8 @@ def test_run_output_is_each_line_once_and_ends_with_the_result(tmp_path):
 def test_the_progress_bar_is_the_configs_or_none(bar):
     """``callbacks.rich_progress_bar=null`` (the benchmarks' and tests' runs) leaves no bar: the
     one Lightning would add instead redraws every batch and its thread failed at every refresh."""
-    from argen.callbacks.progress import ThrottledRichProgressBar
-    from argen.run import build_trainer
+    from argen.training.callbacks.progress import ThrottledRichProgressBar
+    from argen.training.run import build_trainer
 
     overrides = ["logger=csv", "trainer.accelerator=cpu"]
     cfg = compose(*overrides, *(["callbacks.rich_progress_bar=null"] if bar == "null" else []))
@@ -312,9 +312,9 @@ def test_the_progress_bar_is_the_configs_or_none(bar):
 def test_raster_sampling_reports_rows_and_can_be_abandoned(caplog):
     import logging
 
-    from argen.callbacks.images import RowProgress, SamplingStopped
     from argen.models.pixelrnn import DiagonalBiLSTM
     from argen.models.sampling_progress import on_row
+    from argen.training.callbacks.images import RowProgress, SamplingStopped
 
     torch.manual_seed(0)
     net = DiagonalBiLSTM(shape=(1, 4, 3), num_levels=2, hidden_channels=4, num_layers=1)

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from argen.gpu_probe import skip_gpu_probe_without_gpu
+from argen.training.gpu_probe import skip_gpu_probe_without_gpu
 
 
 def adam_step() -> None:

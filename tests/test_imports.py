@@ -80,7 +80,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_is_read_correctly():
     graph = import_graph()
     assert "argen.models.cached_sampling" in graph["argen.models.pixelcnn"]
-    assert "argen.run" in graph and "argen.models.base" in graph["argen.models.cached_sampling"]
+    assert (
+        "argen.training.run" in graph
+        and "argen.models.base" in graph["argen.models.cached_sampling"]
+    )
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 

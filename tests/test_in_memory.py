@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from argen.data.in_memory import TensorBatches, batch_loader
-from argen.density_module import DensityModule
 from argen.models.fvsbn import FVSBN
+from argen.modules.density import DensityModule
 
 
 def test_shuffled_batches_cover_every_example_once_with_its_label():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from argen.callbacks import inspect as inspect_callback
 from argen.inspect import __main__ as cli
+from argen.inspect import callback as inspect_callback
 from argen.inspect.conditionals import InspectError, ordering_rank
 from argen.inspect.masks import lecture_made, made_connectivity
 from argen.inspect.plots import figure_to_uint8
@@ -29,7 +29,7 @@ from argen.models.made import MADE
 from argen.models.nade import NADE
 from argen.models.pixelcnn import PixelCNN
 from argen.models.pixelrnn import RowLSTM
-from argen.plot_axes import overlapping_texts
+from argen.report.plot_axes import overlapping_texts
 from tests.conftest import DATA_DIR, needs_data
 from tests.test_sample_cli import VOCAB, write_checkpoint
 
@@ -328,7 +328,7 @@ def test_callback_logs_uint8_images_under_images_inspect(monkeypatch, tmp_path):
 def test_results_page_section_links_every_committed_picture(checkpoints, no_data, tmp_path):
     """The page's section is built from the manifests alone: every picture linked (relative to
     the page), the command that trained the model, the same text for the same files."""
-    from argen.results_inspect import find_inspect_dir, inspect_section
+    from argen.report.results_inspect import find_inspect_dir, inspect_section
 
     root = tmp_path / "results"
     cli.main(

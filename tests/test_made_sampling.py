@@ -8,8 +8,8 @@ import functools
 import pytest
 import torch
 
-from argen.density_module import DensityModule
 from argen.models.made import MADE
+from argen.modules.density import DensityModule
 from tests.ar_checks import all_binary
 
 CONFIGS = {

@@ -12,15 +12,15 @@ import pytest
 import torch
 import yaml
 
-from argen.autoencoder_module import AutoencoderModule
 from argen.data.in_memory import TensorBatches, batch_loader
 from argen.data.text import TextDataModule
-from argen.density_module import DensityModule
 from argen.models.autoencoder import Autoencoder
 from argen.models.char_rnn import CharRNN
 from argen.models.fvsbn import FVSBN
 from argen.modules import ARModule, SplitMean
-from argen.text_module import CharRNNModule
+from argen.modules.autoencoder import AutoencoderModule
+from argen.modules.density import DensityModule
+from argen.modules.text import TextModule
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = (1, 2, 3)
@@ -85,7 +85,7 @@ def family(name: str, tmp_path: Path) -> tuple[ARModule, dict]:
     dm = TextDataModule(str(tmp_path), path=str(corpus), seq_len=16, batch_size=8)
     dm.setup()
     net = CharRNN(dm.vocab_size, hidden_size=8, num_layers=1)
-    return CharRNNModule(net, optimizer=SGD, sample_length=0), {"datamodule": dm}
+    return TextModule(net, optimizer=SGD, sample_length=0), {"datamodule": dm}
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -106,7 +106,7 @@ def test_every_family_logs_the_shared_metric_names(tmp_path, name):
 def test_the_autoencoder_config_monitors_what_its_module_logs():
     config = yaml.safe_load((ROOT / "conf" / "model" / "autoencoder.yaml").read_text())
     assert config["monitor"] == AutoencoderModule.monitor == "val/recon_loss"
-    assert DensityModule.monitor == CharRNNModule.monitor == "val/nll"
+    assert DensityModule.monitor == TextModule.monitor == "val/nll"
 
 
 def test_split_nll_is_the_exact_mean_over_a_short_last_batch():

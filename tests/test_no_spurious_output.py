@@ -1,5 +1,5 @@
 """A run prints no traceback it did not fail by: the progress bar's redraw thread keeps working while
-``argen.amortized`` runs a group of steps with only the step-hook callbacks in ``trainer.callbacks``.
+``argen.modules.amortized`` runs a group of steps with only the step-hook callbacks in ``trainer.callbacks``.
 
 The failure was intermittent (a redraw had to fall inside a group); here steps are slowed down
 inside the group so that the redraw thread, which wakes every ``1/refresh_rate`` seconds, lands
@@ -21,9 +21,9 @@ import lightning as L
 import pytest
 import torch
 
-from argen.callbacks.progress import UNLIMITED, ThrottledRichProgressBar, TrainerSeenByBar
-from argen.density_module import DensityModule
 from argen.models.made import MADE
+from argen.modules.density import DensityModule
+from argen.training.callbacks.progress import UNLIMITED, ThrottledRichProgressBar, TrainerSeenByBar
 from tests.conftest import DATA_DIR, ROOT, needs_data
 from tests.test_amortized_steps import SHAPE, RandomLevels
 

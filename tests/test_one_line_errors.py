@@ -20,13 +20,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from argen.callbacks.config_in_checkpoint import CONFIG_KEY
-from argen.checkpoint import CheckpointError, read_checkpoint
-from argen.compose_errors import composition_errors_in_one_line, describe_composition_error
-from argen.config_checks import check_config
+from argen.core.errors import ConfigError, find_user_error
 from argen.data.download import DataError
-from argen.errors import ConfigError, find_user_error
-from argen.resolvers import register_resolvers
+from argen.training.callbacks.config_in_checkpoint import CONFIG_KEY
+from argen.training.checkpoint import CheckpointError, read_checkpoint
+from argen.training.compose_errors import composition_errors_in_one_line, describe_composition_error
+from argen.training.config_checks import check_config
+from argen.training.resolvers import register_resolvers
 from tests.conftest import ROOT, run_train
 
 README = ROOT / "README.md"
@@ -136,7 +136,7 @@ def test_config_checks(overrides, quote):
 
 
 def test_multirun_with_a_relaunching_strategy():
-    from argen.run import refuse_unsafe_multirun
+    from argen.training.run import refuse_unsafe_multirun
 
     cfg = composed("hydra.mode=MULTIRUN", "trainer=ddp", "trainer.devices=2")
     with pytest.raises(ConfigError) as info:
@@ -185,7 +185,7 @@ def test_checkpoint_messages(tmp_path):
 
 
 def test_resume_checkpoint_messages(tmp_path):
-    from argen.run import check_resume_checkpoint, resolve_ckpt_path
+    from argen.training.run import check_resume_checkpoint, resolve_ckpt_path
 
     missing = tmp_path / "gone.ckpt"
     cfg = composed("model=made", f"ckpt_path={missing}", f"paths.output_dir={tmp_path}")
@@ -203,7 +203,7 @@ def test_resume_checkpoint_messages(tmp_path):
 
 
 def test_run_directory_messages(tmp_path):
-    from argen.run_dir_guard import check_run_dir
+    from argen.training.run_dir_guard import check_run_dir
 
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
@@ -264,7 +264,7 @@ def cli_error(capsys, main: Callable[[list[str]], object], argv: list[str]) -> s
 
 
 def test_compare_misuse_is_one_line_exit_2(tmp_path, capsys):
-    from argen import compare
+    from argen.report import compare
 
     (tmp_path / "empty").mkdir()
     line = cli_error(capsys, compare.main, [str(tmp_path / "empty")])

@@ -9,10 +9,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from argen.callbacks.progress import ThrottledRichProgressBar
 from argen.data.in_memory import TensorBatches, batch_loader
-from argen.density_module import DensityModule
 from argen.models.fvsbn import FVSBN
+from argen.modules.density import DensityModule
+from argen.training.callbacks.progress import ThrottledRichProgressBar
 
 
 def fit_with(bar: ThrottledRichProgressBar, monkeypatch) -> list[int]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from argen.completion import complete_top_half
 from argen.models import cached_sampling
 from argen.models.cached_sampling import RasterImageModel, RasterStepper
+from argen.models.completion import complete_top_half
 from argen.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from argen.models.sampling_progress import on_row
 from tests.ar_checks import all_discrete

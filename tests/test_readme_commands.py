@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from argen.config_checks import check_config
-from argen.resolvers import register_resolvers
+from argen.training.config_checks import check_config
+from argen.training.resolvers import register_resolvers
 from tests.conftest import ROOT, is_installed
 
 README = ROOT / "README.md"

@@ -31,8 +31,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from argen.config_checks import TEXT, model_kind
-from argen.resolvers import register_resolvers
+from argen.training.config_checks import TEXT, model_kind
+from argen.training.resolvers import register_resolvers
 from tests.ar_checks import all_discrete, assert_autoregressive, assert_normalized, raster_order
 
 pytestmark = pytest.mark.slow  # ~2 minutes alone on 2 cores: every model at its default width

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from argen.checkpoint import load_checkpoint
+from argen.training.checkpoint import load_checkpoint
 from tests.conftest import needs_data, read_summaries, run_train
 
 pytestmark = pytest.mark.slow  # end-to-end runs of train.py

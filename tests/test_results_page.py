@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from argen.compare import aggregate, collect_runs
-from argen.results_page import PAGE
-from argen.tradeoff_plot import tradeoff_figure
+from argen.report.compare import aggregate, collect_runs
+from argen.report.results_page import PAGE
+from argen.report.tradeoff_plot import tradeoff_figure
 from tests.compare_fakes import ROOT, metrics, rendered, write_run
 
 COMMITTED = ROOT / "results"

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from argen.resume_command import resume_command
+from argen.training.resume_command import resume_command
 from tests.conftest import needs_data, train_in_process
 from tests.test_first_hour import MADE_TINY, train_cli
 

@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from argen import sample
-from argen.callbacks.config_in_checkpoint import CONFIG_KEY
 from argen.data.text import CharVocab
-from argen.resolvers import register_resolvers
-from argen.text_module import VOCAB_KEY
+from argen.modules.text import VOCAB_KEY
+from argen.training.callbacks.config_in_checkpoint import CONFIG_KEY
+from argen.training.resolvers import register_resolvers
 from tests.conftest import DATA_DIR, ROOT
 
 VOCAB = CharVocab.from_text("ab c")  # no newline: "\n\n" in the output only separates samples

@@ -1,5 +1,5 @@
 """Per-step learning-rate schedules for every family, and weight decay on matrices only
-(``argen.optim``): what the Transformer set-ups of conf/experiment/step_schedule/ rely on."""
+(``argen.modules.optim``): what the Transformer set-ups of conf/experiment/step_schedule/ rely on."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
-from argen.density_module import DensityModule
 from argen.models.char_transformer import CharTransformer
 from argen.models.made import MADE
-from argen.optim import WarmupCosine, decay_matrices, matrix_groups, warmup_cosine
-from argen.text_module import CharRNNModule
+from argen.modules.density import DensityModule
+from argen.modules.optim import WarmupCosine, decay_matrices, matrix_groups, warmup_cosine
+from argen.modules.text import TextModule
 from tests.compare_fakes import ROOT
 from tests.test_amortized_steps import RandomLevels
 from tests.test_text_module import corpus, make_dm
@@ -82,7 +82,7 @@ def test_text_module_steps_the_schedule_after_every_optimizer_step(tmp_path):
     dm = make_dm(tmp_path, corpus(n_words=200), seq_len=8, batch_size=4)  # ~28 batches an epoch
     torch.manual_seed(0)
     net = CharTransformer(dm.vocab_size, context_size=8, dim=16, num_layers=1, num_heads=2)
-    module = CharRNNModule(
+    module = TextModule(
         net,
         optimizer=partial(torch.optim.AdamW, lr=LR),
         scheduler=SCHEDULE,
@@ -97,7 +97,7 @@ def test_text_module_steps_the_schedule_after_every_optimizer_step(tmp_path):
 
 @pytest.mark.parametrize("steps_per_call", [1, 4])
 def test_density_module_steps_the_schedule_after_every_optimizer_step(tmp_path, steps_per_call):
-    """Lightning's loop, and groups of 4 optimizer steps per Lightning batch (argen.amortized)."""
+    """Lightning's loop, and groups of 4 optimizer steps per Lightning batch (argen.modules.amortized)."""
     torch.manual_seed(0)
     module = DensityModule(
         MADE((1, 4, 4), hidden_sizes=[8]),
@@ -114,7 +114,7 @@ def test_density_module_steps_the_schedule_after_every_optimizer_step(tmp_path, 
 
 def test_a_wrong_interval_is_refused_when_the_module_is_built():
     with pytest.raises(ValueError, match="scheduler_interval must be one of"):
-        CharRNNModule(
+        TextModule(
             CharTransformer(5, context_size=4, dim=8, num_layers=1, num_heads=1),
             scheduler_interval="batch",
         )
@@ -162,9 +162,7 @@ def test_decay_only_moves_matrices():
 # ------------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize(
-    "experiment", ["step_schedule/char_transformer", "step_schedule/char_rnn"]
-)
+@pytest.mark.parametrize("experiment", ["step_schedule/char_transformer", "step_schedule/char_rnn"])
 def test_text_experiments_build_a_per_step_schedule(experiment):
     """The experiment files compose, and their optimizer and scheduler build and step per step."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

@@ -1,4 +1,4 @@
-"""summary.json: one typed, versioned layout (``argen.summary``) written by ``argen.run`` and read by
+"""summary.json: one typed, versioned layout (``argen.training.summary``) written by ``argen.training.run`` and read by
 ``argen.compare``; files written before the version field load unchanged, and older text
 summaries (``test_bpc``) load with the current names."""
 
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from argen.compare_runs import INCOMPLETE, flatten_config, read_run_dir
-from argen.run import write_summary
-from argen.summary import (
+from argen.report.compare_runs import INCOMPLETE, flatten_config, read_run_dir
+from argen.training.run import write_summary
+from argen.training.summary import (
     LEGACY_VERSION,
     SUMMARY_VERSION,
     TEXT,
@@ -47,7 +47,7 @@ def test_written_summaries_carry_the_version_first_and_no_non_finite_numbers(tmp
     assert written["version"] == SUMMARY_VERSION
     assert written["train_examples_per_sec"] is None
     assert written["test_nll"] == 91.0
-    # a failure record (argen.run.train builds it) gets the same layout
+    # a failure record (argen.training.run.train builds it) gets the same layout
     write_summary({"model": "made", "data": "d", "status": "failed", "error": "x"}, tmp_path, None)
     assert json.loads((tmp_path / "summary.json").read_text())["version"] == SUMMARY_VERSION
     assert json.loads((tmp_path / "summary.1.json").read_text()) == written  # kept, not lost

@@ -1,4 +1,4 @@
-"""CharRNNModule: exact split-level NLL, vocabulary in checkpoints, samples, and a short training."""
+"""TextModule: exact split-level NLL, vocabulary in checkpoints, samples, and a short training."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from argen.data.text import CharVocab, EvalStreams, TextDataModule
 from argen.models.char_rnn import CharRNN
-from argen.text_module import CharRNNModule
+from argen.modules.text import TextModule
 from tests.conftest import DATA_DIR
 
 SHAKESPEARE = DATA_DIR / "tinyshakespeare" / "input.txt"
@@ -35,12 +35,12 @@ def make_dm(tmp_path: Path, text: str, name: str = "corpus.txt", **kwargs) -> Te
     return dm
 
 
-def make_module(vocab_size: int, seed: int = 0, **kwargs) -> CharRNNModule:
+def make_module(vocab_size: int, seed: int = 0, **kwargs) -> TextModule:
     torch.manual_seed(seed)
     net = CharRNN(vocab_size, hidden_size=16, num_layers=2)
     kwargs.setdefault("optimizer", partial(torch.optim.Adam, lr=1e-2))
     kwargs.setdefault("sample_length", 12)
-    return CharRNNModule(net, **kwargs)
+    return TextModule(net, **kwargs)
 
 
 def make_trainer(tmp_path: Path, **kwargs) -> Trainer:
@@ -103,7 +103,7 @@ def test_vocab_round_trip_through_a_lightning_checkpoint(tmp_path):
 
     raw = torch.load(path, weights_only=True)  # plain data only: safe loading works
     assert CharVocab.from_dict(raw["vocab"]) == dm.vocab
-    loaded = CharRNNModule.load_from_checkpoint(
+    loaded = TextModule.load_from_checkpoint(
         path, net=CharRNN(dm.vocab_size, hidden_size=16, num_layers=2)
     )
     assert loaded.vocab == dm.vocab and loaded.vocab is not dm.vocab
@@ -178,7 +178,7 @@ def test_short_training_on_tiny_shakespeare_lowers_the_loss(tmp_path):
         eval_batch_size=8,
     )
     torch.manual_seed(0)
-    module = CharRNNModule(
+    module = TextModule(
         CharRNN(**dm.net_overrides(), hidden_size=64, num_layers=1),
         optimizer=partial(torch.optim.Adam, lr=1e-2),
         sample_length=0,

@@ -15,7 +15,7 @@ from argen.data.text import UNKNOWN_CHAR, CharVocab
 from argen.models.char_rnn import CharRNN
 from argen.models.char_sampling import check_exclude, draw
 from argen.models.char_transformer import CharTransformer
-from argen.text_module import CharRNNModule
+from argen.modules.text import TextModule
 from tests.test_sample_cli import MODELS, VOCAB, write_checkpoint
 
 UNK = CharVocab.unk_id
@@ -106,7 +106,7 @@ def test_cached_and_naive_transformer_samplers_still_agree_with_exclusion():
 def test_generate_text_prints_no_unknown_symbol():
     vocab = CharVocab.from_text("abc ")
     net = char_rnn(len(vocab))
-    module = CharRNNModule(net, vocab=vocab, sample_length=0)
+    module = TextModule(net, vocab=vocab, sample_length=0)
     texts = module.generate_text(100, prime="ab", seed=0, num=4)
     assert all(t.startswith("ab") for t in texts)
     assert not any(UNKNOWN_CHAR in t for t in texts), texts

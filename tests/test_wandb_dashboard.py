@@ -218,8 +218,8 @@ def test_a_failed_evaluation_fails_its_run_once(gated_run, tmp_path, monkeypatch
     ],
 )
 def test_job_type_tells_sweep_members_from_single_runs(tmp_path, mode, job_type, expected):
-    from argen.resolvers import register_resolvers
-    from argen.run import group_sweep_runs
+    from argen.training.resolvers import register_resolvers
+    from argen.training.run import group_sweep_runs
 
     register_resolvers()
     overrides = [f"paths.output_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep_x'}"]
@@ -243,12 +243,12 @@ def test_text_samples_are_one_table_row_per_validation(tmp_path, monkeypatch):
     import torch
     from lightning.pytorch import Trainer
 
-    from argen.callbacks.text_samples import TextSamples
     from argen.data.text import TextDataModule
-    from argen.loggers import QuietWandbLogger
     from argen.models.char_rnn import CharRNN
-    from argen.text_module import CharRNNModule
-    from argen.wandb_mode import finish_wandb
+    from argen.modules.text import TextModule
+    from argen.training.callbacks.text_samples import TextSamples
+    from argen.training.loggers import QuietWandbLogger
+    from argen.training.wandb_mode import finish_wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     corpus = tmp_path / "corpus.txt"
@@ -256,7 +256,7 @@ def test_text_samples_are_one_table_row_per_validation(tmp_path, monkeypatch):
     data = TextDataModule(str(tmp_path), path=str(corpus), seq_len=16, batch_size=8)
     data.setup()
     torch.manual_seed(0)
-    module = CharRNNModule(
+    module = TextModule(
         CharRNN(data.vocab_size, hidden_size=8, num_layers=1),
         optimizer=partial(torch.optim.Adam, lr=1e-2),
         sample_length=12,

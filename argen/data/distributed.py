@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
 
-from argen.errors import ConfigError
+from argen.core.errors import ConfigError
 
 
 def global_seed() -> int:

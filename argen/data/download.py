@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from argen.core.errors import DataError, one_line
+
 DATA_DIR_HINT = (
     "or point the data directory at a folder that has it (paths.data_dir=... or env ARGEN_DATA_DIR)"
 )
-
-
-def one_line(text: str) -> str:
-    """``text`` with every line break (and the spaces around it) folded into one space."""
-    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
-
-
-class DataError(RuntimeError):
-    """Base class of dataset errors; the message is one line and always names the file involved."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
 
 
 class InvalidDataError(DataError, ValueError):

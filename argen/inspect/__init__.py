@@ -1,7 +1,7 @@
 """Pictures of what a trained autoregressive model conditions on and where it is surprised.
 
 ``python -m argen.inspect CKPT --out DIR`` draws them from a checkpoint; the
-``argen.callbacks.inspect.InspectLogger`` callback logs the same views to W&B at the end of a run.
+``argen.inspect.callback.InspectLogger`` callback logs the same views to W&B at the end of a run.
 
 The computations are pure functions on the models of ``argen.models`` (no Lightning):
 

@@ -23,8 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from argen.checkpoint import load_checkpoint
-from argen.errors import OneLineParser, exit_with_error, find_user_error
+from argen.core.errors import OneLineParser, exit_with_error, find_user_error
 from argen.inspect.conditionals import InspectError
 from argen.inspect.dependency import check_target
 from argen.inspect.plots import comparison_figure, save_png
@@ -39,8 +38,9 @@ from argen.inspect.views import (
     draw_views,
     pick_images,
 )
-from argen.quiet import quiet_libraries
-from argen.resolvers import register_resolvers
+from argen.training.checkpoint import load_checkpoint
+from argen.training.quiet import quiet_libraries
+from argen.training.resolvers import register_resolvers
 
 MANIFEST = "inspect.json"
 COMPARISON = "dependency_comparison.png"

@@ -1,6 +1,6 @@
 """The inspection views: which apply to a model, and each one computed and drawn.
 
-Used by ``python -m argen.inspect`` (PNG files) and ``argen.callbacks.inspect`` (W&B images); both
+Used by ``python -m argen.inspect`` (PNG files) and ``argen.inspect.callback`` (W&B images); both
 get a list of ``Drawn`` figures with the numbers behind them.
 """
 

@@ -48,7 +48,7 @@ class DensityModel(nn.Module):
         """The free part of ``validate_levels``: type, dtype and shape, no pass over the values.
 
         ``training_loss`` (the training hot path) checks only this much; its caller checks the
-        values once per batch or group of batches (``DensityModule``, ``argen.amortized``), and
+        values once per batch or group of batches (``DensityModule``, ``argen.modules.amortized``), and
         ``log_prob`` always checks them.
         """
         validate_form(x, self.shape, type(self).__name__)

@@ -1,5 +1,5 @@
 """A causal Transformer over characters (GPT-style; Radford et al. 2018/2019), a drop-in
-replacement for Char-RNN in the text pipeline (``argen.text_module``).
+replacement for Char-RNN in the text pipeline (``argen.modules.text``).
 
 Characters are ids 0..V-1; the model's own begin-of-sequence id ``V`` (``self.bos``) always sits
 at position 0 of its input, so ``log_prob`` covers every character, the first one included.

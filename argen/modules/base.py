@@ -1,6 +1,6 @@
 """The LightningModule every family builds on: one place for what they all share.
 
-* optimizer and scheduler construction (``argen.optim``), with the plateau scheduler watching
+* optimizer and scheduler construction (``argen.modules.optim``), with the plateau scheduler watching
   the module's ``monitor`` (what the best checkpoint is chosen on);
 * exact per-split means: each split keeps a (sum, count) pair of torchmetrics ``SumMetric``s,
   which DDP reduces by summing, so every example counts exactly once, a short last batch
@@ -12,7 +12,7 @@
   autoencoder) names its split mean otherwise (``split_metrics``).
 
 Samples and images are not logged here: a module exposes them (``visuals``, ``last_sample``) and
-the callbacks in ``argen.callbacks`` log them.
+the callbacks in ``argen.training.callbacks`` log them.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import torch
 from torch import nn
 from torchmetrics import SumMetric
 
-from argen.optim import (
+from argen.modules.optim import (
     MONITOR,
     OptimizerFactory,
     SchedulerFactory,
     check_interval,
     configure_optimizers,
 )
-from argen.step_logging import is_logging_step
+from argen.modules.step_logging import is_logging_step
 
 SPLITS = ("train", "val", "test")
 
@@ -92,11 +92,11 @@ class ARModule(L.LightningModule):
         optimizer: factory called with the parameters, e.g. ``partial(torch.optim.Adam, lr=1e-3)``.
         scheduler: optional factory called with the optimizer.
         scheduler_interval: ``"epoch"`` or ``"step"`` (after every optimizer step: what
-            ``argen.optim.warmup_cosine`` expects), for every family alike.
+            ``argen.modules.optim.warmup_cosine`` expects), for every family alike.
         num_dims: dimensions of one example, the ``D`` of bits/dim (1 for a character).
     """
 
-    data_kind = "image"  # what train.py may pair it with (argen.config_checks)
+    data_kind = "image"  # what train.py may pair it with (argen.training.config_checks)
     monitor = MONITOR  # the validation metric checkpoints and plateau schedulers watch
 
     def __init__(
