@@ -20,11 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def csv_facts(run_dir: Path) -> dict:
@@ -73,11 +69,12 @@ def main() -> None:
     from argen.evaluate import evaluate
     from argen.training.checkpoint import load_checkpoint
     from argen.training.resolvers import register_resolvers
-    from argen.training.run import count_parameters, keep_previous_summary
+    from argen.training.run import count_parameters
+    from argen.training.summary import read_summary_file, write_summary_file
 
     register_resolvers()
     run_dir = args.run_dir
-    old = json.loads((run_dir / "summary.json").read_text())
+    old = read_summary_file(run_dir / "summary.json")
     best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     metrics = evaluate(best, "test", accelerator="cpu")
     module, cfg = load_checkpoint(best)
@@ -97,9 +94,8 @@ def main() -> None:
         "completed_by": "benchmarks/finish_summary.py",
         "original_error": old.get("error"),
     }
-    keep_previous_summary(run_dir / "summary.json")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    written = write_summary_file(run_dir / "summary.json", summary)  # the earlier one kept
+    print(json.dumps(written, indent=2))
 
 
 if __name__ == "__main__":

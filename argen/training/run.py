@@ -6,7 +6,6 @@ tests, sweeps and notebooks can call it in-process.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,13 @@ from argen.training.loggers import ParamsInConfig
 from argen.training.provenance import device_name, provenance
 from argen.training.quiet import quiet_libraries
 from argen.training.resume_command import resume_command
-from argen.training.summary import FINISHED, RunSummary, is_text
+from argen.training.summary import (
+    FINISHED,
+    SUMMARY_FILE,
+    RunSummary,
+    is_text,
+    write_summary_file,
+)
 from argen.training.summary import to_json as summary_json
 from argen.training.wandb_mode import choose_wandb_mode, finish_wandb
 
@@ -458,17 +463,6 @@ def measured_cost(cfg: DictConfig, trainer: L.Trainer, meter: Throughput) -> dic
     return record
 
 
-def keep_previous_summary(path: Path) -> None:
-    """Move an existing ``summary.json`` aside (``summary.1.json``, ...) so no record is lost when a
-    run directory is resumed. A rename: it needs no free space."""
-    if not path.exists():
-        return
-    number = 1
-    while path.with_name(f"summary.{number}.json").exists():
-        number += 1
-    path.rename(path.with_name(f"summary.{number}.json"))
-
-
 # summary.json keys that are also plain top-level keys of the W&B run summary (the runs table's
 # columns); every test_<metric> is too, as test/<metric>.
 PLAIN_SUMMARY_KEYS = (
@@ -519,10 +513,7 @@ def write_summary(summary: dict[str, Any], output_dir: Path, trainer: L.Trainer 
     W&B summary entries. The file is written whole before it takes the name (``argen.core.atomic``):
     when the disk is full the earlier ``summary.json`` stays as it was (``DiskFullError``). A run
     whose loss exploded gets ``diverged: true`` and the reason (``argen.training.callbacks.divergence``)."""
-    path = output_dir / "summary.json"
-    record = summary_json({**summary, **divergence_of(trainer)})
-    text = json.dumps(record, indent=2) + "\n"
-    atomic_write(path, text, before_replace=lambda: keep_previous_summary(path))
+    record = write_summary_file(output_dir / SUMMARY_FILE, {**summary, **divergence_of(trainer)})
     entries = wandb_summary({k: v for k, v in record.items() if k != "version"})
     for logger in trainer.loggers if trainer is not None else []:
         if isinstance(logger, WandbLogger):

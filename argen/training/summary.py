@@ -1,4 +1,8 @@
-"""``summary.json``: the one record of a run, written by ``argen.training.run`` and read by ``argen.compare``.
+"""``summary.json``: the one record of a run. This module is its only reader and writer:
+:func:`read_summary_file` reads any version (``argen.compare``, ``benchmarks/``),
+:func:`write_summary_file` writes the current one atomically (``argen.training.run``,
+``benchmarks/finish_summary.py``), and ``python -m argen.training.summary migrate results/``
+rewrites older files at the current version (:func:`migrate`).
 
 A flat JSON object, one definition for both sides (:class:`RunSummary`). Besides the fixed keys
 below it holds one ``val_<metric>`` (the best value of the monitored validation metric, e.g.
@@ -28,10 +32,17 @@ the wall time spent training, validation excluded (``argen.training.callbacks.th
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypedDict
 
+from argen.core.atomic import atomic_write
+
+SUMMARY_FILE = "summary.json"
 SUMMARY_VERSION = 3
 LEGACY_VERSION = 0  # summary.json files written before the version field
 TEXT = "text"  # data_kind of character models: nats and bits per character
@@ -150,3 +161,128 @@ def status_of(summary: Mapping[str, Any]) -> tuple[str, str]:
     if status == FINISHED:
         return status, ""
     return status, str(error) if error else f"{status} (no error message in summary.json)"
+
+
+# ------------------------------------------------------------------------------ reading, writing
+
+
+def read_summary_file(path: str | Path) -> RunSummary:
+    """The ``summary.json`` at ``path``, of any version (:func:`from_json`); ``ValueError`` (with
+    the reason) when it cannot be read or is no summary."""
+    try:
+        return from_json(json.loads(Path(path).read_text()))
+    except OSError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def keep_previous_summary(path: Path) -> None:
+    """Move an existing ``summary.json`` aside (``summary.1.json``, ...) so no record is lost when a
+    run directory is resumed. A rename: it needs no free space."""
+    if not path.exists():
+        return
+    number = 1
+    while path.with_name(f"summary.{number}.json").exists():
+        number += 1
+    path.rename(path.with_name(f"summary.{number}.json"))
+
+
+def write_summary_file(
+    path: str | Path, summary: Mapping[str, Any], keep_previous: bool = True
+) -> RunSummary:
+    """Write ``summary`` to ``path`` at the current version and return what was written. The file
+    is written whole before it takes the name (``argen.core.atomic``): on a full disk the earlier
+    file stays as it was (``DiskFullError``). ``keep_previous`` moves an earlier file aside
+    (:func:`keep_previous_summary`) instead of replacing it."""
+    path = Path(path)
+    record = to_json(summary)
+    keep = (lambda: keep_previous_summary(path)) if keep_previous else None
+    atomic_write(path, json.dumps(record, indent=2) + "\n", before_replace=keep)
+    return record
+
+
+# ------------------------------------------------------------------------------------ migration
+
+
+def _current_name(key: str) -> str:
+    """``key`` as the current version names it (text's ``<split>_bpc`` became ``_bits_per_dim``)."""
+    if key.startswith(METRIC_PREFIXES) and key.endswith(OLD_BITS_SUFFIX):
+        return key[: -len(OLD_BITS_SUFFIX)] + "_bits_per_dim"
+    return key
+
+
+def migrated(data: Any) -> RunSummary:
+    """A ``summary.json`` object of any version in the current layout: keys renamed as
+    :func:`from_json` reads them, ``version`` set, nothing else. ``ValueError`` when that would
+    change or drop a value, or add one other than ``version`` and a text run's ``data_kind``
+    (a migration never fills in what the run did not record)."""
+    record = to_json(from_json(data))
+    for key, value in data.items():
+        if key != "version" and record.get(_current_name(key), ...) != finite_or_none(value):
+            raise ValueError(f"migrating would change {key!r} ({value!r}); fix the file by hand")
+    added = set(record) - {_current_name(k) for k in data} - {"version"}
+    if added - {"data_kind"} or (added and record["data_kind"] != TEXT):
+        raise ValueError(f"migrating would add {sorted(added)}; fix the file by hand")
+    return record
+
+
+def summary_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The ``summary.json`` files among ``paths`` and under the directories among them (kept
+    earlier records, ``summary.<n>.json``, are not included); ``ValueError`` for a path that is
+    neither."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(path.rglob(SUMMARY_FILE))
+        elif path.is_file() and path.name == SUMMARY_FILE:
+            found.append(path)
+        else:
+            raise ValueError(f"{path}: no such directory or {SUMMARY_FILE} file")
+    return found
+
+
+def migrate(paths: Iterable[str | Path]) -> list[Path]:
+    """Rewrite every ``summary.json`` in or under ``paths`` older than :data:`SUMMARY_VERSION` at the
+    current version (:func:`migrated`, written atomically in place); return the files rewritten.
+    Every file is read and checked before any is written: one that cannot be read or migrated
+    raises ``ValueError`` naming it and leaves all of them as they were. Files already at the
+    current version are left untouched, so running it twice changes nothing the second time."""
+    pending: list[tuple[Path, RunSummary]] = []
+    for path in summary_files(paths):
+        try:
+            data = json.loads(path.read_text())
+            record = migrated(data)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        if data.get("version") != SUMMARY_VERSION:
+            pending.append((path, record))
+    for path, record in pending:
+        write_summary_file(path, record, keep_previous=False)
+    return [path for path, _ in pending]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m argen.training.summary migrate PATH...``: bring committed summaries to the
+    current version. A bad path or an unreadable file is one line on stderr and exit code 2,
+    with nothing written."""
+    parser = argparse.ArgumentParser(
+        prog="python -m argen.training.summary",
+        description=f"Rewrite older summary.json files at the current version ({SUMMARY_VERSION}): "
+        "keys renamed and version set, no value added or changed.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("migrate", help="migrate every summary.json under the paths")
+    command.add_argument("paths", nargs="+", type=Path, help="run or results directories, or files")
+    args = parser.parse_args(argv)
+    try:
+        rewritten = migrate(args.paths)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in rewritten:
+        print(f"migrated {path}")
+    print(f"{len(rewritten)} summary.json file(s) rewritten at version {SUMMARY_VERSION}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
