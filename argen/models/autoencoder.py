@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argen.models.base import Capabilities
+
 NOT_A_DENSITY_MESSAGE = (
     "The autoencoder defines no distribution over x, so it has no likelihood (log_prob) and "
     "cannot sample. Its reconstruction loss is not a negative log-likelihood (NLL) and must not be "
@@ -38,6 +40,8 @@ class Autoencoder(nn.Module):
         loss: "bce" (summed binary cross-entropy, for binary or [0, 1] data) or "l2" (summed
             squared error, for continuous data). Default: "bce" if num_levels == 2, else "l2".
     """
+
+    capabilities = Capabilities(density=False)  # images of K levels; no likelihood
 
     def __init__(
         self,

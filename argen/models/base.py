@@ -8,19 +8,69 @@ A density model is a plain ``nn.Module`` (no Lightning, no Hydra) with
 Image models see float tensors ``[B, C, H, W]`` whose values are the integer levels
 ``0 .. num_levels - 1`` (``{0., 1.}`` for binary data). ``validate_levels`` rejects anything else
 with a message that says what was wrong, so a bad input never yields a wrong number.
+
+What a model can model is declared once, on its class, as ``capabilities = Capabilities(...)``
+right after the class docstring; everything that needs to know derives from it (the model's own
+refusal of data it cannot model, train.py's config checks, the registry of ``conf/model/``, the
+comparison sweep and the tests).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+IMAGE, TEXT = "image", "text"
+DataKind = Literal["image", "text"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model class can model: declared once, as the class attribute ``capabilities``.
+
+    Images are float tensors [B, C, H, W] of levels 0..K-1, with any number of channels C (RGB
+    included); text is a sequence of token ids.
+    """
+
+    data: DataKind = IMAGE  # what the model's inputs are
+    binary_only: bool = False  # images of two levels only (Bernoulli conditionals); else any K
+    labels: bool = False  # can condition on class labels (``num_classes``)
+    density: bool = True  # exact ``log_prob`` and ``sample``; False: no likelihood (autoencoder)
+
+    def refusal(self, data: DataKind, num_levels: int | None = None) -> str | None:
+        """Why this model cannot model ``data`` (with ``num_levels`` levels), or ``None`` if it
+        can: one phrase, for the error message of whoever asked."""
+        if data != self.data:
+            nouns = {IMAGE: "images", TEXT: "text"}
+            return f"it models {nouns[self.data]}, not {nouns[data]}"
+        if self.binary_only and num_levels is not None and num_levels != 2:
+            return f"it models binary data (num_levels=2), not num_levels={num_levels}"
+        return None
+
+
+def capabilities_of(model: type | nn.Module) -> Capabilities:
+    """The ``capabilities`` a model class (or an instance's class) declares; ``TypeError`` with
+    what to add if it declares none."""
+    cls = model if isinstance(model, type) else type(model)
+    declared = getattr(cls, "capabilities", None)
+    if not isinstance(declared, Capabilities):
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} declares no capabilities: add "
+            "`capabilities = Capabilities(...)` (argen.models.base) after its class docstring"
+        )
+    return declared
+
 
 class DensityModel(nn.Module):
-    """Base class: stores the data shape and number of levels, and validates inputs."""
+    """Base class: stores the data shape and number of levels, validates inputs, and refuses data
+    its class's ``capabilities`` cannot model (binary-only models: ``num_levels != 2``)."""
+
+    capabilities: Capabilities  # declared by every concrete model class
 
     def __init__(self, shape: Sequence[int], num_levels: int = 2) -> None:
         super().__init__()
@@ -28,6 +78,8 @@ class DensityModel(nn.Module):
         self.num_levels = int(num_levels)
         if self.num_levels < 2:
             raise ValueError(f"num_levels must be at least 2, got {num_levels}")
+        if capabilities_of(self).binary_only:
+            require_binary(self.num_levels, type(self).__name__)
 
     @property
     def num_dims(self) -> int:
@@ -90,10 +142,11 @@ def validate_levels(x: torch.Tensor, shape: Sequence[int], num_levels: int, who:
 
 
 def require_binary(num_levels: int, model: str) -> None:
-    """Binary-only models (FVSBN, NADE, MADE) refuse non-binary data before training starts."""
+    """A binary-only model (``Capabilities(binary_only=True)``) refuses non-binary data: called
+    by ``DensityModel.__init__``, before any parameter is made."""
     if num_levels != 2:
         raise ValueError(
             f"{model} models binary data (num_levels=2), but the data has num_levels={num_levels}. "
-            "Use a binary dataset (data=binarized_mnist) or a model with a categorical pixel head "
-            "(model=pixelcnn, model=gated_pixelcnn, model=row_lstm, model=diagonal_bilstm)."
+            "Use a binary dataset (data=binarized_mnist) or a model of any number of levels "
+            "(`python train.py --help` lists the models; e.g. model=pixelcnn)."
         )

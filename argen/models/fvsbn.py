@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.base import DensityModel, require_binary
+from argen.models.base import Capabilities, DensityModel
 from argen.models.ordering import Ordering, rank_of, resolve_ordering
 
 
@@ -45,6 +45,8 @@ class FVSBN(DensityModel):
         bias: [D] biases ``b_i``.
     """
 
+    capabilities = Capabilities(binary_only=True)  # Bernoulli conditionals
+
     def __init__(
         self,
         shape: Sequence[int],
@@ -53,7 +55,6 @@ class FVSBN(DensityModel):
         ordering_seed: int = 0,
     ) -> None:
         super().__init__(shape, num_levels)
-        require_binary(self.num_levels, "FVSBN")
         d = self.num_dims
         order = resolve_ordering(ordering, d, ordering_seed)
         rank = rank_of(order)

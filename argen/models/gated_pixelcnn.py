@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argen.models.base import Capabilities
 from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d, cpu_channels_last, set_conv_impl
 from argen.models.pixel_heads import make_head
@@ -110,6 +111,8 @@ class GatedPixelCNN(RasterImageModel):
     samples for the same seed (``argen.models.cached_sampling``). ``conv_impl``: how the masked
     convolutions compute (``MaskedConv2d``; ``"dense"`` is the reference).
     """
+
+    capabilities = Capabilities(labels=True)  # K levels, any channels, labels
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argen.models.attention import CausalTransformer
+from argen.models.base import Capabilities
 from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.pixel_heads import make_head
 
@@ -41,6 +42,8 @@ class ImageTransformer(RasterImageModel):
             data, categorical otherwise).
         sampler: ``"cached"`` (key/value cache) or ``"naive"``; identical samples.
     """
+
+    capabilities = Capabilities()  # K levels, any channels
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.base import DensityModel, require_binary
+from argen.models.base import Capabilities, DensityModel
 from argen.models.cached_sampling import check_sampler
 from argen.models.fvsbn import check_temperature, tempered_probs
 from argen.models.ordering import ORDERINGS, draw_ordering
@@ -105,6 +105,8 @@ class MADE(DensityModel):
             identical samples.
     """
 
+    capabilities = Capabilities(binary_only=True)  # Bernoulli conditionals
+
     def __init__(
         self,
         shape: Sequence[int],
@@ -119,7 +121,6 @@ class MADE(DensityModel):
         sampler: str = "cached",
     ) -> None:
         super().__init__(shape, num_levels)
-        require_binary(num_levels, "MADE")
         self.sampler = check_sampler(sampler)
         if seed is not None:
             if ordering_seed not in (0, seed):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.base import DensityModel, require_binary
+from argen.models.base import Capabilities, DensityModel
 from argen.models.fvsbn import check_temperature, tempered_probs
 from argen.models.ordering import Ordering, rank_of, resolve_ordering
 
@@ -122,6 +122,8 @@ class NADE(DensityModel):
     order-agnostic model, W_mask (H x D), the weights of the mask half of the 2D-wide input.
     """
 
+    capabilities = Capabilities(binary_only=True)  # Bernoulli conditionals
+
     def __init__(
         self,
         shape: Sequence[int],
@@ -133,7 +135,6 @@ class NADE(DensityModel):
         num_eval_orderings: int = 1,
     ) -> None:
         super().__init__(shape, num_levels)
-        require_binary(self.num_levels, "NADE")
         if num_eval_orderings < 1:
             raise ValueError(f"num_eval_orderings must be at least 1, got {num_eval_orderings}")
         if num_eval_orderings > 1 and not order_agnostic:

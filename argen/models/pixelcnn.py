@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argen.models.base import Capabilities
 from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d, set_conv_impl
 from argen.models.pixel_heads import make_head
@@ -63,6 +64,8 @@ class PixelCNN(RasterImageModel):
     samples for the same seed (``argen.models.cached_sampling``). ``conv_impl`` picks how the
     masked convolutions compute (``MaskedConv2d``: ``"auto"``, or ``"dense"``, the reference).
     """
+
+    capabilities = Capabilities()  # K levels, any channels
 
     def __init__(
         self,

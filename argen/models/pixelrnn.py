@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argen.models.base import Capabilities
 from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d
 from argen.models.pixel_heads import make_head
@@ -506,6 +507,8 @@ class RowLSTM(_PixelRNN):
     full pass per sub-pixel); identical samples.
     """
 
+    capabilities = Capabilities()  # K levels, any channels
+
     def __init__(
         self,
         shape: Sequence[int],
@@ -548,6 +551,8 @@ class DiagonalBiLSTM(_PixelRNN):
     ``sampler``: ``"cached"`` (incremental, ``DiagonalBiLSTMStepper``) or ``"naive"`` (a full
     pass per sub-pixel); identical samples.
     """
+
+    capabilities = Capabilities()  # K levels, any channels
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argen.models.base import Capabilities
 from argen.models.cached_sampling import RasterImageModel, check_sampler
 from argen.models.masked_conv import MaskedConv2d, set_conv_impl
 from argen.models.pixel_heads import make_head
@@ -217,6 +218,8 @@ class PixelSNAIL(RasterImageModel):
         conv_impl: how the masked convolutions compute (``MaskedConv2d``; ``"dense"``: the
             reference).
     """
+
+    capabilities = Capabilities(labels=True)  # K levels, any channels, labels
 
     def __init__(
         self,
