@@ -23,7 +23,16 @@ from typing import Any
 import yaml
 
 from argen.training.legacy import upgrade_targets
-from argen.training.summary import FAILED, FINISHED, RunSummary, from_json, is_text, status_of
+from argen.training.summary import (
+    FAILED,
+    FINISHED,
+    SUMMARY_FILE,
+    RunSummary,
+    from_json,
+    is_text,
+    read_summary_file,
+    status_of,
+)
 from argen.training.summary import INTERRUPTED as INTERRUPTED  # re-exported for argen.compare
 
 INCOMPLETE = "incomplete"
@@ -287,15 +296,6 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _read_summary(path: Path) -> RunSummary:
-    """summary.json of any version (``argen.training.summary.from_json``); ValueError (with the reason)
-    when it cannot be read as one."""
-    try:
-        return from_json(json.loads(path.read_text()))
-    except OSError as exc:
-        raise ValueError(str(exc)) from exc
-
-
 def summary_status(summary: RunSummary) -> tuple[str, str]:
     """(status, reason) of a summary (``argen.training.summary.status_of``)."""
     return status_of(summary)
@@ -327,11 +327,11 @@ def read_run_dir(run_dir: Path, root: Path | None = None) -> RunRecord:
         "model": model or "?",
         "data": data or "?",
     }
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY_FILE
     if not summary_path.exists():
         return RunRecord(status=INCOMPLETE, reason=_with_resume_hint(NO_SUMMARY, run_dir), **base)
     try:
-        summary = _read_summary(summary_path)
+        summary = read_summary_file(summary_path)  # any version, read as the current one
     except ValueError as exc:
         return RunRecord(status=INCOMPLETE, reason=f"unreadable summary.json: {exc}", **base)
     status, reason = summary_status(summary)
