@@ -20,14 +20,13 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import BatchSampler, RandomSampler
 
 import argen.modules.amortized
-from argen.data.groups import GroupSampler, group_layout
+from argen.data.groups import GroupSampler, fallback_reason, group_layout
 from argen.data.image import ImageDataModule
 from argen.data.in_memory import TensorBatches
 from argen.models.gated_pixelcnn import GatedPixelCNN
 from argen.models.made import MADE
 from argen.models.nade import NADE
 from argen.models.pixelcnn import PixelCNN
-from argen.modules.amortized import fallback_reason
 from argen.modules.density import DensityModule
 from argen.training.callbacks.rng_state import RNGState
 from argen.training.callbacks.throughput import Throughput

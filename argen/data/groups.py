@@ -1,9 +1,19 @@
-"""The data side of grouped optimizer steps (``argen.modules.amortized``): the training loader
-hands the module groups of K consecutive batches gathered in one indexing operation.
+"""Grouped optimizer steps, the one place that decides them: when a fit may hand a module groups
+of K consecutive batches for one ``training_step`` (``steps_per_group``), where an epoch's groups
+are cut (``plan_groups``), and the loader that gathers each group in one indexing operation
+(``group_loader``, ``BatchGroup``). The module side, which runs a group as K ordinary optimizer
+steps, is ``argen.modules.amortized``; it imports from here, never the other way.
 
-The module asks for groups by its ``group_steps`` attribute (decided at setup); ``plan_groups``
-reads it through the Trainer, so the data layer needs nothing from the module layer. The
-batches, their order and the random transforms are exactly those of the ordinary loader.
+The interface between the two sides, by duck typing so that no import runs up the layers:
+
+* a DataModule that can hand out groups sets ``supports_batch_groups = True``, builds its
+  training loader with ``train_loader`` (``None``: ordinary batches) and, in
+  ``on_after_batch_transfer``, leaves a ``BatchGroup`` to the module with its ``transform`` set;
+* a LightningModule that takes groups asks ``steps_per_group(trainer, K)`` in its ``setup`` and
+  keeps the answer as ``group_steps`` (1: ordinary batches), which ``plan_groups`` reads through
+  the Trainer.
+
+The batches, their order and the random transforms are exactly those of the ordinary loader.
 """
 
 from __future__ import annotations
@@ -14,11 +24,46 @@ from typing import NamedTuple
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import GradientAccumulationScheduler
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from argen.data.in_memory import TensorBatches
 
 
+# ------------------------------------------------------------------------------ when it applies
+def fallback_reason(trainer: L.Trainer) -> str | None:
+    """Why this Trainer's settings need the ordinary loop (``None``: groups keep them exact)."""
+    if not isinstance(trainer.strategy, SingleDeviceStrategy):
+        return f"strategy {type(trainer.strategy).__name__} (one process on one device only)"
+    limit = trainer.limit_train_batches  # 1.0 (float): all batches; an int: that many
+    if isinstance(limit, float) and limit != 1.0 or isinstance(limit, int) and limit < 1:
+        return f"limit_train_batches={limit} (a fraction of an epoch)"
+    # Lightning leaves ``val_check_interval`` unset when it is a time ("00:00:10:00")
+    interval = getattr(trainer, "val_check_interval", None)
+    if not (isinstance(interval, float) and interval == 1.0):
+        shown = "a time" if interval is None else interval
+        return f"val_check_interval={shown} (validation within an epoch)"
+    if trainer.accumulate_grad_batches != 1 or any(
+        isinstance(callback, GradientAccumulationScheduler) for callback in trainer.callbacks
+    ):
+        # Lightning counts accumulation windows, and writes step logs, by its own batches
+        return f"accumulate_grad_batches={trainer.accumulate_grad_batches}"
+    if trainer.overfit_batches or trainer.fast_dev_run:
+        return "overfit_batches/fast_dev_run"
+    return None
+
+
+def steps_per_group(trainer: L.Trainer, requested: int) -> int:
+    """The optimizer steps per ``training_step`` a module asking for ``requested`` gets in this
+    fit: ``requested``, or 1 (ordinary batches) when the DataModule cannot hand out groups or the
+    Trainer's settings need the ordinary loop (``fallback_reason``)."""
+    if not getattr(trainer.datamodule, "supports_batch_groups", False):
+        return 1
+    return 1 if fallback_reason(trainer) is not None else max(int(requested), 1)
+
+
+# ------------------------------------------------------------------------------ the groups
 class BatchGroup(NamedTuple):
     """Consecutive training batches gathered at once: ``x`` holds them all, in order.
 
@@ -141,7 +186,8 @@ def group_layout(num_batches: int, steps: int, cut_at: int | None = None) -> lis
 def plan_groups(trainer: L.Trainer | None, num_examples: int, batch_size: int) -> list[int] | None:
     """The group layout of the training loader, or ``None`` for ordinary batches.
 
-    Groups are asked for by the module being fitted (its ``group_steps``, decided at setup). An
+    Groups are asked for by the module being fitted (its ``group_steps``, decided at setup by
+    ``steps_per_group``). An
     integer ``limit_train_batches`` shortens the epoch; a ``max_steps`` that ends inside an epoch
     cuts a group there, so training never stops inside the epoch's last group (where Lightning
     would take it for the end of the epoch and validate).
@@ -159,3 +205,18 @@ def plan_groups(trainer: L.Trainer | None, num_examples: int, batch_size: int) -
     remaining = trainer.max_steps - trainer.global_step
     cut_at = remaining % num_batches if trainer.max_steps >= 0 and remaining > 0 else None
     return group_layout(num_batches, steps, cut_at)
+
+
+def train_loader(
+    trainer: L.Trainer | None,
+    dataset: TensorBatches,
+    batch_size: int,
+    num_workers: int = 0,
+    sampler: Sampler | None = None,
+) -> DataLoader | None:
+    """The training loader of ``BatchGroup``s when the module being fitted takes groups, in the
+    order of ``sampler`` (the ordinary loader's), else ``None``: the DataModule's ordinary one."""
+    layout = plan_groups(trainer, len(dataset), batch_size)
+    if layout is None:
+        return None
+    return group_loader(dataset, batch_size, layout, num_workers, sampler)

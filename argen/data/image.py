@@ -15,7 +15,7 @@ import lightning as L
 import torch
 
 from argen.data.distributed import eval_sampler, train_sampler
-from argen.data.groups import BatchGroup, group_loader, plan_groups
+from argen.data.groups import BatchGroup, train_loader
 from argen.data.in_memory import TensorBatches, batch_loader
 
 Split = Literal["train", "val", "test"]
@@ -68,7 +68,7 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     name: str = "images"
-    supports_batch_groups = True  # hands a module groups of batches (argen.modules.amortized)
+    supports_batch_groups = True  # hands a module groups of batches (argen.data.groups)
     shape: tuple[int, int, int] = (1, 28, 28)
     num_levels: int = 256
     num_classes: int | None = None
@@ -142,7 +142,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         """Shuffled training batches, or groups of them when the module being fitted asks for
-        several steps per call (``argen.modules.amortized``): the same batches in the same order.
+        several steps per call (``argen.data.groups``): the same batches in the same order.
 
         ``batch_size`` is the global batch; under DDP each process gets its slice of every global
         batch (``argen.data.distributed.GlobalBatchSampler``), so N processes take the steps one
@@ -150,9 +150,9 @@ class ImageDataModule(L.LightningDataModule):
         train = self.splits["train"]
         trainer = getattr(self, "trainer", None)
         sampler = train_sampler(train, self.batch_size, trainer)
-        layout = plan_groups(trainer, len(train), self.batch_size)
-        if layout is not None:  # one process only (argen.modules.amortized.fallback_reason)
-            return group_loader(train, self.batch_size, layout, self.num_workers, sampler)
+        groups = train_loader(trainer, train, self.batch_size, self.num_workers, sampler)
+        if groups is not None:  # one process only (argen.data.groups.fallback_reason)
+            return groups
         return batch_loader(train, sampler.batch_size, True, self.num_workers, sampler)
 
     def _eval_loader(self, split: str):

@@ -6,23 +6,15 @@ from __future__ import annotations
 import time
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from argen.models.completion import complete_top_half
-from argen.modules.amortized import (
-    GroupStepper,
-    carry_step_count,
-    clip_like_lightning,
-    effective_steps,
-    fallback_reason,
-    only_clips,
-)
+from argen.modules.amortized import GroupedSteps
 from argen.modules.base import ARModule
-from argen.modules.optim import OptimizerFactory, SchedulerFactory, schedules_of
+from argen.modules.optim import OptimizerFactory, SchedulerFactory
 
 
-class DensityModule(ARModule):
+class DensityModule(GroupedSteps, ARModule):
     """Trains ``net`` by maximum likelihood and reports exact NLL in nats/example and bits/dim
     (``argen.modules.base``: ``train/loss``, ``{split}/nll``, ``{split}/bits_per_dim``).
 
@@ -37,8 +29,9 @@ class DensityModule(ARModule):
         channels_last: keep convolutional networks and their inputs in channels-last memory
             format (faster convolutions on recent GPUs and some CPUs; same results).
         steps_per_call: optimizer steps per Lightning ``training_step`` on an in-memory
-            DataModule (``argen.modules.amortized``): Lightning's per-batch cost is paid once per group
-            of this many batches; the parameter updates are those of the ordinary loop.
+            DataModule (``argen.modules.amortized.GroupedSteps``): Lightning's per-batch cost is
+            paid once per group of this many batches; the parameter updates are those of the
+            ordinary loop.
         cuda_graph: on a GPU, replay each training step (forward, backward, clipping, optimizer
             step) as one CUDA graph (``argen.modules.cuda_graph``); nothing changes elsewhere.
     """
@@ -56,22 +49,21 @@ class DensityModule(ARModule):
         steps_per_call: int = 1,
         cuda_graph: bool = False,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, num_dims=int(net.num_dims))
-        if int(steps_per_call) < 1:
-            raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
-        self.steps_per_call = int(steps_per_call)
-        self.cuda_graph = bool(cuda_graph)
-        # steps per training_step in the current fit (1: Lightning's automatic loop); the
-        # DataModule reads it to hand over groups of batches (argen.data.groups.plan_groups)
-        self.group_steps = 1
-        self._stepper: GroupStepper | None = None
+        super().__init__(
+            optimizer,
+            scheduler,
+            scheduler_interval,
+            num_dims=int(net.num_dims),
+            steps_per_call=steps_per_call,
+            cuda_graph=cuda_graph,
+        )
         self.channels_last = channels_last
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.conditional = conditional
         self._val_examples: tuple[torch.Tensor, dict] | None = None
 
     # ----------------------------------------------------------------- steps
-    def _inputs(self, batch) -> tuple[torch.Tensor, dict]:
+    def step_inputs(self, batch) -> tuple[torch.Tensor, dict]:
         x, y = batch if isinstance(batch, list | tuple) else (batch, None)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -84,53 +76,33 @@ class DensityModule(ARModule):
         return x, {}
 
     def log_prob(self, batch) -> torch.Tensor:
-        x, kwargs = self._inputs(batch)
+        x, kwargs = self.step_inputs(batch)
         return self.net.log_prob(x, **kwargs)
 
-    def setup(self, stage: str) -> None:
-        """Choose the training loop of this fit: groups of ``steps_per_call`` batches with manual
-        optimization where the Trainer's settings allow it (``argen.modules.amortized``), else Lightning's
-        automatic loop. Set here, after Lightning's configuration checks, which refuse manual
-        optimization with ``gradient_clip_val``: the group loop applies that clipping itself."""
-        if stage != "fit":
-            return
-        trainer = self.trainer
-        supported = getattr(trainer.datamodule, "supports_batch_groups", False)
-        self.group_steps = effective_steps(self.steps_per_call, trainer) if supported else 1
-        if self.steps_per_call > 1 and self.group_steps == 1 and supported:
-            rank_zero_info(
-                f"steps_per_call={self.steps_per_call}: one step per batch in this run "
-                f"({fallback_reason(trainer)}); same results, Lightning's per-batch cost"
-            )
-        graphs = self.cuda_graph and trainer.strategy.root_device.type == "cuda"
-        self.automatic_optimization = not (
-            self.group_steps > 1 or graphs and fallback_reason(trainer) is None
-        )
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
-        if self.automatic_optimization:
-            return self._batch_loss(batch, batch_idx)
-        return self._stepper.run(batch, batch_idx)
-
-    def _batch_loss(self, batch, batch_idx: int) -> torch.Tensor:
+    def ordinary_training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """One ordinary batch's training loss, checked for a non-finite value at once."""
         loss = self._step_loss(batch, check_values=True)
-        self._check_finite(loss.unsqueeze(0), self.global_step, batch_idx)
+        self.check_finite_losses(loss.unsqueeze(0), self.global_step, batch_idx)
         return loss
 
     def _step_loss(self, batch, check_values: bool = False) -> torch.Tensor:
-        """A step's training loss, summed for train/nll and logged. Unchecked: a group of steps
-        (``argen.modules.amortized``) checks its losses once, at its end, and its inputs at its start;
-        ``check_values`` checks this batch's input values (``training_loss`` checks only their
-        form)."""
-        x, kwargs = self._inputs(batch)
-        if check_values and hasattr(self.net, "training_loss"):
+        """A step's training loss, summed for train/nll and logged. ``check_values`` checks this
+        batch's input values (``training_loss`` checks only their form); unchecked, it is a step
+        of a group (``GroupedSteps.group_step_loss``)."""
+        if not check_values:
+            return self.group_step_loss(batch)
+        x, kwargs = self.step_inputs(batch)
+        if hasattr(self.net, "training_loss"):
             self.net.validate_levels(x)
-        loss, loss_per_example = self._loss(x, kwargs)
-        self._record(loss, loss_per_example.detach().sum(), loss_per_example.numel())
+        loss, loss_per_example = self.step_loss(x, kwargs)
+        self.record_step(loss, loss_per_example.detach().sum(), loss_per_example.numel())
         return loss
 
-    def _loss(self, x: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def check_step_inputs(self, x: torch.Tensor) -> None:
+        """Check that ``x`` holds the network's levels (``validate_levels``)."""
+        self.net.validate_levels(x)
+
+    def step_loss(self, x: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean training loss and the per-example losses of model inputs ``x``."""
         if hasattr(self.net, "training_loss"):
             loss_per_example = self.net.training_loss(x, **kwargs)
@@ -138,20 +110,7 @@ class DensityModule(ARModule):
             loss_per_example = -self.net.log_prob(x, **kwargs)
         return loss_per_example.mean(), loss_per_example
 
-    def _check_finite(self, losses: torch.Tensor, first_step: int, first_batch: int) -> None:
-        """Stop on the first non-finite loss of consecutive steps (one host sync for them all)."""
-        finite = torch.isfinite(losses)
-        if bool(finite.all()):
-            return
-        bad = int((~finite).nonzero()[0])
-        raise FloatingPointError(
-            f"Non-finite training loss ({losses[bad].item()}) at global step {first_step + bad}, "
-            f"epoch {self.current_epoch}, batch {first_batch + bad}. Training stopped; the last "
-            "saved checkpoint is unchanged. Lower the learning rate or enable gradient clipping "
-            "(trainer.gradient_clip_val=1.0)."
-        )
-
-    def _record(self, loss: torch.Tensor, loss_sum: torch.Tensor, count: int) -> None:
+    def record_step(self, loss: torch.Tensor, loss_sum: torch.Tensor, count: int) -> None:
         """Add a step to the epoch's running train/nll and log its loss on the logger's steps."""
         self._add_train(loss_sum, count)
         self._log_step_loss(loss)
@@ -162,27 +121,12 @@ class DensityModule(ARModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if batch_idx == 0:  # a few images kept for completions in the image logger
-            x, kwargs = self._inputs(batch)
+            x, kwargs = self.step_inputs(batch)
             self._val_examples = (x[:64], {k: v[:64] for k, v in kwargs.items()})
         self._add_nll("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._add_nll("test", batch)
-
-    def on_train_start(self) -> None:
-        carry_step_count(self.trainer)
-
-    @only_clips
-    def on_before_optimizer_step(self, optimizer) -> None:
-        if not self.automatic_optimization:
-            clip_like_lightning(self, optimizer)
-
-    def on_train_epoch_end(self) -> None:
-        if self._stepper is not None and not self.automatic_optimization:
-            self._stepper.after_last_step()
-        super().on_train_epoch_end()  # train/nll, train/bits_per_dim
-        if self._stepper is not None and not self.automatic_optimization:
-            self._stepper.after_epoch()
 
     # -------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -205,16 +149,6 @@ class DensityModule(ARModule):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return samples, (time.perf_counter() - start) / n
-
-    def configure_optimizers(self):
-        config = super().configure_optimizers()
-        self._stepper = GroupStepper(
-            self,
-            self._step_loss,
-            schedules_of(config, self.monitor),
-            cuda_graph=self.cuda_graph,
-        )
-        return config
 
     # ----------------------------------------------------------- visuals
     @property

@@ -22,8 +22,6 @@ from typing import Any
 
 import torch
 
-from argen.modules.amortized import Schedule
-
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 MONITOR = "val/nll"
@@ -150,8 +148,8 @@ def configure_optimizers(
     gets the run's ``max_steps`` (positive: the Trainer's, or a budget's) as its ``total_steps``.
 
     With ``manual=True`` (the module steps its schedulers itself, ``argen.modules.amortized``) the
-    scheduler's entry has no ``monitor``: Lightning ignores it then, with a warning, and
-    ``schedules_of`` keeps it for the module.
+    scheduler's entry has no ``monitor``: Lightning ignores it then, with a warning; plateau
+    schedulers watch the module's ``monitor`` there.
     """
     check_interval(interval)
     built = optimizer(parameters)
@@ -164,22 +162,3 @@ def configure_optimizers(
     if not manual:
         entry["monitor"] = monitor
     return {"optimizer": built, "lr_scheduler": entry}
-
-
-def schedules_of(
-    config: torch.optim.Optimizer | dict[str, Any], monitor: str = MONITOR
-) -> list[Schedule]:
-    """The schedulers of a ``configure_optimizers`` result, with Lightning's stepping rules."""
-    if not isinstance(config, dict) or "lr_scheduler" not in config:
-        return []
-    entry = config["lr_scheduler"]
-    scheduler = entry["scheduler"]
-    return [
-        Schedule(
-            scheduler,
-            interval=entry.get("interval", "epoch"),
-            frequency=int(entry.get("frequency", 1)),
-            plateau=isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau),
-            monitor=entry.get("monitor", monitor),
-        )
-    ]
