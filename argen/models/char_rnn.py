@@ -13,14 +13,14 @@ window (``log_prob_windowed``) with the same result as one pass over the whole t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.char_sampling import check_exclude, draw
+from argen.models.base import TEXT, Capabilities
+from argen.models.text_base import DrawNext, TextModel
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -45,7 +45,7 @@ class CharRNNState(NamedTuple):
         return CharRNNState(self.hidden.detach(), self.last)
 
 
-class CharRNN(nn.Module):
+class CharRNN(TextModel):
     """Multi-layer LSTM/GRU/tanh-RNN over characters with a softmax over the vocabulary.
 
     Args:
@@ -58,6 +58,8 @@ class CharRNN(nn.Module):
         dropout: dropout between recurrent layers and before the output layer.
     """
 
+    capabilities = Capabilities(data=TEXT)
+
     def __init__(
         self,
         vocab_size: int,
@@ -68,17 +70,13 @@ class CharRNN(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        if int(vocab_size) < 1:
-            raise ValueError(f"vocab_size must be at least 1, got {vocab_size}")
+        super().__init__(vocab_size)
         if embedding not in _EMBEDDINGS:
             raise ValueError(f"embedding must be one of {_EMBEDDINGS}, got {embedding!r}")
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {tuple(_CELLS)}, got {cell!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.vocab_size = int(vocab_size)
-        self.bos = self.vocab_size  # input-only id: "start of sequence"
         self.embedding_kind = embedding
         self.cell = cell
         if embedding == "onehot":
@@ -103,26 +101,6 @@ class CharRNN(nn.Module):
         self.head = nn.Linear(hidden_size, self.vocab_size)
 
     # ----------------------------------------------------------------------------- inputs
-    def validate_tokens(self, tokens: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``tokens`` is an integer tensor [B, T>0] of ids 0..V-1."""
-        if not isinstance(tokens, torch.Tensor):
-            raise TypeError(f"CharRNN expects a torch.Tensor of ids, got {type(tokens).__name__}")
-        if tokens.dtype != torch.long:
-            raise ValueError(
-                f"CharRNN expects a LongTensor of character ids, got dtype {tokens.dtype}; "
-                "encode text with CharVocab.encode or convert with .long()"
-            )
-        if tokens.dim() != 2 or tokens.shape[1] == 0:
-            raise ValueError(
-                f"CharRNN expects ids of shape [B, T] with T >= 1, got {list(tokens.shape)}"
-            )
-        if tokens.numel() and bool(((tokens < 0) | (tokens >= self.vocab_size)).any()):
-            raise ValueError(
-                f"CharRNN expects ids in [0, {self.vocab_size - 1}] "
-                f"(vocab_size={self.vocab_size}), "
-                f"got values in [{tokens.min().item()}, {tokens.max().item()}]"
-            )
-
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
     ) -> CharRNNState:
@@ -180,87 +158,21 @@ class CharRNN(nn.Module):
         logits, _ = self._run(embedded.to(self.head.weight.dtype), None)
         return logits
 
-    @staticmethod
-    def _token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """log p(tokens[b, t] | ...) for each position, [B, T]."""
-        return logits.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-    def log_prob(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood in nats of each sequence [B, T] (every character counted), [B]."""
-        logits, _ = self(tokens)
-        return self._token_log_probs(logits, tokens).sum(dim=1)
-
-    def log_prob_windowed(
-        self, tokens: torch.Tensor, window: int, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``log_prob`` of long sequences [B, L], computed ``window`` characters at a time.
-
-        The state is carried across windows, so the result equals ``log_prob(tokens)`` while the
-        activations kept at once are bounded by the window. ``mask`` [B, L] (bool) selects which
-        positions are summed; masked-out positions must come after the real ones in each row
-        (padding), so they never condition a counted character.
-        """
-        self.validate_tokens(tokens)
-        if window < 1:
-            raise ValueError(f"window must be positive, got {window}")
-        if mask is not None and mask.shape != tokens.shape:
-            raise ValueError(f"mask shape {list(mask.shape)} != tokens shape {list(tokens.shape)}")
-        total = tokens.new_zeros(tokens.shape[0], dtype=self.head.weight.dtype)
-        state = None
-        for start in range(0, tokens.shape[1], window):
-            chunk = tokens[:, start : start + window]
-            logits, state = self(chunk, state)
-            lp = self._token_log_probs(logits, chunk)
-            if mask is not None:
-                lp = lp * mask[:, start : start + window].to(lp.dtype)
-            total = total + lp.sum(dim=1)
-        return total
-
     # ----------------------------------------------------------------------------- sampling
-    @torch.no_grad()
-    def sample(
+    def _generate(
         self,
         n: int,
         length: int,
-        prime: torch.Tensor | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        exclude: Sequence[int] = (),
+        prime: torch.Tensor | None,
+        device: torch.device,
+        draw_next: DrawNext,
     ) -> torch.Tensor:
-        """Sample ``n`` continuations of ``length`` characters, LongTensor [n, length].
-
-        ``prime`` ([P] shared by all, or [n, P]) conditions the samples and is not repeated in the
-        output; without it sampling starts at BOS. ``temperature`` divides the logits; ``top_k``
-        keeps only the k most likely characters at each step; ids in ``exclude`` (the data's
-        unknown symbol) are never drawn. Dropout is off while sampling.
-        """
-        if n < 1 or length < 0:
-            raise ValueError(f"need n >= 1 and length >= 0, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if top_k is not None and not 1 <= top_k <= self.vocab_size:
-            raise ValueError(f"top_k must be in [1, {self.vocab_size}], got {top_k}")
-        exclude = check_exclude(exclude, self.vocab_size)
-        device = self.head.weight.device if device is None else torch.device(device)
-        was_training = self.training
-        self.eval()
-        try:
-            state = self.initial_state(n, device)
-            if prime is not None and prime.numel() > 0:
-                prime = prime.to(device)
-                if prime.dim() == 1:
-                    prime = prime.unsqueeze(0).expand(n, -1)
-                if prime.dim() != 2 or prime.shape[0] != n:
-                    raise ValueError(f"prime must be [P] or [n, P], got {list(prime.shape)}")
-                _, state = self(prime.contiguous(), None)
-            hidden, last = state
-            out = torch.empty(n, length, dtype=torch.long, device=device)
-            for t in range(length):
-                logits, hidden = self._run(self._embed_ids(last[:, None]), hidden)
-                last = draw(logits[:, 0], temperature, top_k, generator, exclude)
-                out[:, t] = last
-        finally:
-            self.train(was_training)
+        """Feed ``prime`` in one pass, then one character per step through the RNN."""
+        state = self.initial_state(n, device) if prime is None else self(prime, None)[1]
+        hidden, last = state
+        out = torch.empty(n, length, dtype=torch.long, device=device)
+        for t in range(length):
+            logits, hidden = self._run(self._embed_ids(last[:, None]), hidden)
+            last = draw_next(logits[:, 0])
+            out[:, t] = last
         return out

@@ -32,15 +32,15 @@ are the same.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from argen.models.attention import CausalTransformer
+from argen.models.base import TEXT, Capabilities
 from argen.models.cached_sampling import check_sampler
-from argen.models.char_sampling import check_exclude, draw
+from argen.models.text_base import DrawNext, TextModel
 
 
 class CharTransformerState(NamedTuple):
@@ -55,7 +55,7 @@ class CharTransformerState(NamedTuple):
         return self
 
 
-class CharTransformer(nn.Module):
+class CharTransformer(TextModel):
     """Decoder-only Transformer over characters with a softmax over the vocabulary.
 
     Args:
@@ -68,6 +68,8 @@ class CharTransformer(nn.Module):
         positions: ``"learned"`` or ``"sinusoidal"`` absolute positions.
         sampler: ``"cached"`` (key/value cache) or ``"naive"``; the same samples.
     """
+
+    capabilities = Capabilities(data=TEXT)
 
     def __init__(
         self,
@@ -82,16 +84,12 @@ class CharTransformer(nn.Module):
         positions: str = "learned",
         sampler: str = "cached",
     ) -> None:
-        super().__init__()
-        if int(vocab_size) < 1:
-            raise ValueError(f"vocab_size must be at least 1, got {vocab_size}")
+        super().__init__(vocab_size)
         if int(context_size) < 2:
             raise ValueError(f"context_size must be at least 2 (BOS + 1), got {context_size}")
         stride = int(context_size) // 2 if stride is None else int(stride)
         if not 1 <= stride <= int(context_size):
             raise ValueError(f"stride must be in [1, {context_size}], got {stride}")
-        self.vocab_size = int(vocab_size)
-        self.bos = self.vocab_size  # input-only id: "start of sequence"
         self.context_size = int(context_size)
         self.stride = stride
         self.sampler = check_sampler(sampler)
@@ -125,28 +123,6 @@ class CharTransformer(nn.Module):
         """s(t): the first character that character ``t`` sees (module docstring)."""
         length, stride = self.context_size, self.stride
         return 0 if t < length else stride * ((t - length) // stride + 1)
-
-    def validate_tokens(self, tokens: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``tokens`` is an integer tensor [B, T>0] of ids 0..V-1."""
-        if not isinstance(tokens, torch.Tensor):
-            raise TypeError(
-                f"CharTransformer expects a torch.Tensor of ids, got {type(tokens).__name__}"
-            )
-        if tokens.dtype != torch.long:
-            raise ValueError(
-                "CharTransformer expects a LongTensor of character ids, got dtype "
-                f"{tokens.dtype}; encode text with CharVocab.encode or convert with .long()"
-            )
-        if tokens.dim() != 2 or tokens.shape[1] == 0:
-            raise ValueError(
-                f"CharTransformer expects ids of shape [B, T] with T >= 1, got {list(tokens.shape)}"
-            )
-        if bool(((tokens < 0) | (tokens >= self.vocab_size)).any()):
-            raise ValueError(
-                f"CharTransformer expects ids in [0, {self.vocab_size - 1}] "
-                f"(vocab_size={self.vocab_size}), "
-                f"got values in [{tokens.min().item()}, {tokens.max().item()}]"
-            )
 
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
@@ -210,106 +186,40 @@ class CharTransformer(nn.Module):
         weight = self.transformer.tokens.weight[: self.vocab_size]
         return self._strided_logits(x_onehot.to(weight.dtype) @ weight, 0, 0)
 
-    @staticmethod
-    def _token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """log p(tokens[b, t] | ...) for each position, [B, T]."""
-        return logits.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-    def log_prob(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood in nats of each sequence [B, T] (every character counted), [B]."""
-        logits, _ = self(tokens)
-        return self._token_log_probs(logits, tokens).sum(dim=1)
-
-    def log_prob_windowed(
-        self, tokens: torch.Tensor, window: int, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``log_prob`` of long sequences [B, L], computed ``window`` characters per call.
-
-        The state is carried across windows, so the result equals ``log_prob(tokens)``. ``mask``
-        [B, L] (bool) selects the positions summed; masked-out positions must come after the real
-        ones in each row (padding), so they never condition a counted character.
-        """
-        self.validate_tokens(tokens)
-        if window < 1:
-            raise ValueError(f"window must be positive, got {window}")
-        if mask is not None and mask.shape != tokens.shape:
-            raise ValueError(f"mask shape {list(mask.shape)} != tokens shape {list(tokens.shape)}")
-        total = tokens.new_zeros(tokens.shape[0], dtype=self.head.weight.dtype)
-        state = None
-        for start in range(0, tokens.shape[1], window):
-            chunk = tokens[:, start : start + window]
-            logits, state = self(chunk, state)
-            lp = self._token_log_probs(logits, chunk)
-            if mask is not None:
-                lp = lp * mask[:, start : start + window].to(lp.dtype)
-            total = total + lp.sum(dim=1)
-        return total
-
     # ----------------------------------------------------------------------------- sampling
-    @torch.no_grad()
-    def sample(
+    def _generate(
         self,
         n: int,
         length: int,
-        prime: torch.Tensor | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
+        prime: torch.Tensor | None,
+        device: torch.device,
+        draw_next: DrawNext,
         sampler: str | None = None,
-        exclude: Sequence[int] = (),
     ) -> torch.Tensor:
-        """Sample ``n`` continuations of ``length`` characters, LongTensor [n, length].
-
-        ``prime`` ([P] shared by all, or [n, P]) conditions the samples and is not repeated in the
-        output; without it sampling starts at BOS. ``temperature`` divides the logits; ``top_k``
-        keeps only the k most likely characters at each step; ids in ``exclude`` (the data's
-        unknown symbol) are never drawn. Dropout is off while sampling.
-        ``sampler`` overrides ``self.sampler`` (``"cached"`` or ``"naive"``).
-        """
-        if n < 1 or length < 0:
-            raise ValueError(f"need n >= 1 and length >= 0, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if top_k is not None and not 1 <= top_k <= self.vocab_size:
-            raise ValueError(f"top_k must be in [1, {self.vocab_size}], got {top_k}")
-        exclude = check_exclude(exclude, self.vocab_size)
+        """One character per step after ``prime``; ``sampler`` overrides ``self.sampler``
+        (``"cached"``: a key/value cache, ``"naive"``: the whole context per character)."""
         cached = check_sampler(sampler or self.sampler) == "cached"
-        device = self.head.weight.device if device is None else torch.device(device)
-        seq = torch.empty(n, 0, dtype=torch.long, device=device)
-        if prime is not None and prime.numel() > 0:
-            prime = prime.to(device)
-            if prime.dim() == 1:
-                prime = prime.unsqueeze(0).expand(n, -1)
-            if prime.dim() != 2 or prime.shape[0] != n:
-                raise ValueError(f"prime must be [P] or [n, P], got {list(prime.shape)}")
-            self.validate_tokens(prime)
-            seq = prime.long()
+        seq = torch.empty(n, 0, dtype=torch.long, device=device) if prime is None else prime
         prefix = seq.shape[1]
         seq = torch.cat([seq, seq.new_empty(n, length)], dim=1)
-        was_training = self.training
-        self.eval()
-        try:
-            cache = None
-            start = -1
-            core = self.transformer.forward  # uncompiled even after compile(): see compile()
-            for t in range(prefix, prefix + length):
-                s = self.context_start(t)
-                if not cached:
-                    hidden = self._hidden(self.transformer.embed(seq[:, s:t]))[:, -1]
-                elif cache is None or s != start:  # (re)build the cache from the context
-                    if cache is None:
-                        dtype = self.head.weight.dtype
-                        cache = self.transformer.new_cache(n, None, device, dtype)
-                    cache.reset()
-                    start = s
-                    ids = torch.cat([seq.new_full((n, 1), self.bos), seq[:, s:t]], dim=1)
-                    hidden = core(self.transformer.embed(ids), cache)[:, -1]
-                else:  # one new character through the cache
-                    hidden = core(self.transformer.embed(seq[:, t - 1 : t]), cache)[:, -1]
-                seq[:, t] = draw(self.head(hidden), temperature, top_k, generator, exclude)
-        finally:
-            self.train(was_training)
+        cache = None
+        start = -1
+        core = self.transformer.forward  # uncompiled even after compile(): see compile()
+        for t in range(prefix, prefix + length):
+            s = self.context_start(t)
+            if not cached:
+                hidden = self._hidden(self.transformer.embed(seq[:, s:t]))[:, -1]
+            elif cache is None or s != start:  # (re)build the cache from the context
+                if cache is None:
+                    dtype = self.head.weight.dtype
+                    cache = self.transformer.new_cache(n, None, device, dtype)
+                cache.reset()
+                start = s
+                ids = torch.cat([seq.new_full((n, 1), self.bos), seq[:, s:t]], dim=1)
+                hidden = core(self.transformer.embed(ids), cache)[:, -1]
+            else:  # one new character through the cache
+                hidden = core(self.transformer.embed(seq[:, t - 1 : t]), cache)[:, -1]
+            seq[:, t] = draw_next(self.head(hidden))
         return seq[:, prefix:]
 
     def sample_cached(self, n: int, length: int, **kwargs) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """LightningModule that trains and evaluates a character model on character data
-(``TextDataModule``): Char-RNN or the Char Transformer, which share one interface
-(``forward(tokens, state) -> (logits, state)``, ``log_prob``, ``log_prob_windowed``, ``sample``).
+(``TextDataModule``): any ``argen.models.text_base.TextModel`` (Char-RNN, the Char Transformer),
+whose base gives them one interface (``forward(tokens, state) -> (logits, state)``, ``log_prob``,
+``log_prob_windowed``, ``sample``).
 
 Metrics are those of every family (``argen.modules.base``), with a character as the example
 and as the dimension, so "val/nll" is comparable across runs and is what checkpoints monitor:
@@ -29,8 +30,7 @@ from torch import nn
 from torchmetrics import SumMetric
 
 from argen.data.text import CharVocab
-from argen.models.char_rnn import CharRNN
-from argen.models.char_transformer import CharTransformer
+from argen.models.text_base import TextModel
 from argen.modules.base import ARModule
 
 VOCAB_KEY = "vocab"
@@ -38,10 +38,11 @@ EVAL_SPLITS = ("val", "test")
 
 
 class TextModule(ARModule):
-    """Train a ``CharRNN`` or ``CharTransformer`` by maximum likelihood (mean NLL per character).
+    """Train a character model (``CharRNN``, ``CharTransformer``: any ``TextModel``) by maximum
+    likelihood (mean NLL per character).
 
     Args:
-        net: the model.
+        net: the model, any ``argen.models.text_base.TextModel``.
         optimizer: callable taking ``params`` (e.g. ``partial(torch.optim.Adam, lr=2e-3)``);
             Adam with lr 2e-3 when None.
         scheduler: optional callable taking ``optimizer`` (a plateau scheduler watches "val/nll").
@@ -60,7 +61,7 @@ class TextModule(ARModule):
 
     def __init__(
         self,
-        net: CharRNN | CharTransformer,
+        net: TextModel,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
@@ -117,7 +118,7 @@ class TextModule(ARModule):
 
     # ------------------------------------------------------------------ steps
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood in nats of each sequence [B, T] (see ``CharRNN.log_prob``)."""
+        """Log-likelihood in nats of each sequence [B, T] (see ``TextModel.log_prob``)."""
         return self.net.log_prob(tokens)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
