@@ -20,11 +20,8 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from throughput import compose, measure_argen  # noqa: E402
+from argen.training.speed import compose_train, measure_training
 
 MODELS = {
     "pixelcnn": ["model=pixelcnn"],
@@ -45,8 +42,8 @@ def worker(model: str, data: str, warmup: int, steps: int, time_sampling: bool) 
 
     from argen.training.run import build_datamodule
 
-    cfg = compose(MODELS[model] + DATA[data] + ["trainer.accelerator=cpu"])
-    result = measure_argen(cfg, warmup, steps)
+    cfg = compose_train(MODELS[model] + DATA[data] + ["trainer.accelerator=cpu"])
+    result = measure_training(cfg, warmup, steps)
     datamodule = build_datamodule(cfg)
     batch = int(cfg.data.datamodule.batch_size)
     steps_per_epoch = math.ceil(datamodule.num_examples("train") / batch)

@@ -21,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from argen.training.summary import from_json, is_text  # noqa: E402
+from argen.report.publish import publish
+from argen.training.budget import max_time_of_minutes
+from argen.training.summary import from_json, is_text
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: its train.py and conf/experiment/
 
 # Targets, in the metric named, from the papers and the issues that ask for these benchmarks.
 TARGETS = {
@@ -37,14 +39,6 @@ EXPERIMENTS = sorted(
     p.relative_to(ROOT / "conf" / "experiment").with_suffix("").as_posix()
     for p in (ROOT / "conf" / "experiment").rglob("*.yaml")
 )
-
-
-def max_time(minutes: float) -> str:
-    """Lightning's ``DD:HH:MM:SS`` for a budget in minutes (its minutes field stops at 59)."""
-    total = int(round(minutes * 60))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    return f"{days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def single_mask_test_nll(checkpoint: Path, data_dir: str | None) -> float:
@@ -90,7 +84,7 @@ def main() -> None:
     log_dir = Path(args.log_dir) / args.experiment
     overrides = [
         f"experiment={args.experiment}",
-        f"trainer.max_time={max_time(args.minutes)}",
+        f"trainer.max_time={max_time_of_minutes(args.minutes)}",
         "logger=csv",
         "callbacks.rich_progress_bar=null",
         f"paths.log_dir={log_dir}",
@@ -136,8 +130,6 @@ def main() -> None:
         )
     print(json.dumps(result, indent=2))
     if args.publish is not None:
-        from benchmarks.publish_run import publish
-
         print(f"published to {publish(Path(summary['output_dir']), args.experiment, args.publish)}")
 
 

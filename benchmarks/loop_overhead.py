@@ -26,13 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
@@ -49,12 +43,12 @@ def main() -> None:
     import torch
     from rich.console import Console
     from rich.table import Table
-    from throughput import progress_bars
 
     from argen.data.image import ImageDataModule
     from argen.data.in_memory import TensorBatches, batch_loader
     from argen.modules.density import DensityModule
     from argen.training.gpu_probe import skip_gpu_probe_without_gpu
+    from argen.training.speed import progress_bars
 
     devnull = open(os.devnull, "w")
 

@@ -2,6 +2,7 @@
 
     python benchmarks/text_split_gap.py                      # facts about the splits only
     python benchmarks/text_split_gap.py CKPT [CKPT ...]      # plus nats/char per segment
+    python benchmarks/text_split_gap.py CKPT ... --out results/tinyshakespeare/split_gap.txt
 
 argen splits the text in order, 90/5/5 (``argen.data.text.split_text``). The validation split is
 the middle of *The Taming of the Shrew*, a play whose first acts are in the training split; the
@@ -18,11 +19,10 @@ import collections
 import math
 import os
 import re
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from argen.data.text import split_text
+from argen.report.terminal_record import recorded_output
 
 TEMPEST_OPENS = "\n\nMaster:\nBoatswain!"  # first lines of The Tempest in Tiny Shakespeare
 
@@ -36,8 +36,6 @@ def words(text: str) -> list[str]:
 
 
 def segments(text: str) -> dict[str, str]:
-    from argen.data.text import split_text
-
     splits = split_text(text, (0.9, 0.05, 0.05))
     test = splits["test"]
     cut = test.find(TEMPEST_OPENS)
@@ -89,13 +87,20 @@ def main() -> None:
         "--text",
         default=os.path.join(os.environ.get("ARGEN_DATA_DIR", "data"), "tinyshakespeare/input.txt"),
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write what is printed to this file (e.g. results/tinyshakespeare/split_gap.txt)",
+    )
     args = parser.parse_args()
     parts = segments(Path(args.text).read_text(encoding="utf-8"))
-    describe(parts)
-    for checkpoint in args.checkpoints:
-        print(f"\n{checkpoint}")
-        for name, value in score(checkpoint, parts).items():
-            print(f"  {name:<24} {value:.3f} nats/char ({value / math.log(2):.3f} bits/char)")
+    with recorded_output(args.out):
+        describe(parts)
+        for checkpoint in args.checkpoints:
+            print(f"\n{checkpoint}")
+            for name, value in score(checkpoint, parts).items():
+                print(f"  {name:<24} {value:.3f} nats/char ({value / math.log(2):.3f} bits/char)")
 
 
 if __name__ == "__main__":

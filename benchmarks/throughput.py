@@ -24,22 +24,29 @@ is >= 50 %).
     ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py [--models made nade gated_pixelcnn]
     ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py --models made --progress-bar rich
     ARGEN_DATA_DIR=../shared/data python benchmarks/throughput.py --models made fvsbn \
-        --variant ordinary=model.module.steps_per_call=1
+        --variant ordinary=model.module.steps_per_call=1 --out results/speed/throughput_cpu.txt
+
+``--out FILE`` writes what is printed (the table and the JSON) to FILE too, headed by the command
+and the time; the measurement itself is ``argen.training.speed``, shared with epoch_time.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from argen.report.terminal_record import recorded_output
+from argen.training.speed import (
+    PROGRESS_BARS,
+    compose_train,
+    measure_training,
+    minor_faults,
+    peak_memory_mb,
+)
 
 # Model overrides: the configs' networks, kept at sizes that step in well under a second on a CPU.
 MODELS = {
@@ -59,112 +66,6 @@ MODELS = {
         "data.datamodule.batch_size=16",
     ],
 }
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import open_dict
-
-    from argen.training.resolvers import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(
-            "train",
-            overrides=[
-                f"paths.data_dir={os.environ.get('ARGEN_DATA_DIR', ROOT / 'data')}",
-                "paths.output_dir=/tmp/argen_throughput",
-                *overrides,
-            ],
-        )
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    return cfg
-
-
-def minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def peak_memory_mb(device) -> float:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def progress_bars(kind: str, file=None) -> list:
-    """The progress bar of the argen path: none, Lightning's stock Rich bar, or argen's default.
-
-    Both Rich bars are told they draw on a terminal (``file``, stdout by default), so they render
-    as they would for a person.
-    """
-    from lightning.pytorch.callbacks import RichProgressBar
-
-    from argen.training.callbacks.progress import ThrottledRichProgressBar
-
-    terminal = {"console_kwargs": {"force_terminal": True, "width": 120, "file": file}}
-    if kind == "rich":
-        return [RichProgressBar(**terminal)]
-    if kind == "throttled":
-        return [ThrottledRichProgressBar(**terminal)]
-    return []
-
-
-def measure_argen(cfg, warmup: int, steps: int, progress_bar: str = "none") -> dict:
-    import lightning as L
-    import torch
-
-    from argen.training.run import apply_data_overrides, build_datamodule, build_module
-
-    L.seed_everything(0, verbose=False)
-    datamodule = build_datamodule(cfg)
-    apply_data_overrides(cfg, datamodule)  # sizes only the data can tell (image shape of a file)
-    module = build_module(cfg)
-    # groups start every steps_per_call steps: warm up to a group boundary
-    group = max(int(getattr(module, "steps_per_call", 1)), 1)
-    warmup = -(-warmup // group) * group
-    marks: list[tuple[float, int, int]] = []  # (time, optimizer steps taken, page faults)
-
-    class StepClock(L.Callback):
-        # With several steps per training_step (steps_per_call) batches start on group boundaries:
-        # the clock starts at the first one past the warm-up and counts optimizer steps.
-        def on_train_batch_start(self, trainer, *args) -> None:
-            if not marks and trainer.global_step >= warmup:
-                if module.device.type == "cuda":
-                    torch.cuda.synchronize()
-                marks.append((time.perf_counter(), trainer.global_step, minor_faults()))
-
-        def on_train_end(self, trainer, *args) -> None:
-            if module.device.type == "cuda":
-                torch.cuda.synchronize()
-            marks.append((time.perf_counter(), trainer.global_step, minor_faults()))
-
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=1,
-        precision=cfg.trainer.precision,
-        max_steps=warmup + steps,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=progress_bar != "none",
-        enable_model_summary=False,
-        callbacks=[StepClock(), *progress_bars(progress_bar)],
-    )
-    trainer.fit(module, datamodule=datamodule)
-    batch = cfg.data.datamodule.batch_size
-    (start, first_step, first_faults), (end, last_step, last_faults) = marks
-    return {
-        "examples_per_sec": (last_step - first_step) * batch / (end - start),
-        "peak_memory_mb": peak_memory_mb(module.device),
-        "minor_faults_per_step": (last_faults - first_faults) / (last_step - first_step),
-        "steps_per_call": int(getattr(module, "group_steps", 1)),
-        "cuda_graph": getattr(getattr(module, "_stepper", None), "graph", None) is not None,
-    }
 
 
 def measure_plain(cfg, warmup: int, steps: int) -> dict:
@@ -232,9 +133,11 @@ def worker(args) -> None:
     # to the system and faults it in again at every step, in either path (--malloc default)
     if args.malloc == "keep":
         keep_freed_memory()
-    cfg = compose(MODELS[args.model] + ["trainer.accelerator=" + args.accelerator] + args.overrides)
+    cfg = compose_train(
+        MODELS[args.model] + ["trainer.accelerator=" + args.accelerator] + args.overrides
+    )
     if args.path == "argen":
-        result = measure_argen(cfg, args.warmup, args.steps, args.progress_bar)
+        result = measure_training(cfg, args.warmup, args.steps, args.progress_bar)
     else:
         result = measure_plain(cfg, args.warmup, args.steps)
     result["batch_size"] = int(cfg.data.datamodule.batch_size)
@@ -294,7 +197,7 @@ def main() -> None:
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument(
         "--progress-bar",
-        choices=["none", "rich", "throttled"],
+        choices=PROGRESS_BARS,
         default="none",
         help="argen path's progress bar: none, Lightning's Rich bar, argen's throttled Rich bar",
     )
@@ -313,6 +216,12 @@ def main() -> None:
         metavar="NAME=OVERRIDE[,OVERRIDE]",
         help="also measure the argen path with these config overrides (repeatable)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the printed table and JSON to this file (e.g. results/speed/throughput_cpu.txt)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -322,6 +231,12 @@ def main() -> None:
         worker(args)
         return
 
+    with recorded_output(args.out):
+        report(args)
+
+
+def report(args) -> None:
+    """Measure every model on each path (best of ``--repeats``) and print a table and JSON."""
     import torch
     from rich.console import Console
     from rich.table import Table

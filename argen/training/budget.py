@@ -97,6 +97,15 @@ def time_to_seconds(max_time: Any) -> float | None:
     )
 
 
+def max_time_of_minutes(minutes: float) -> str:
+    """Lightning's ``max_time`` (``"DD:HH:MM:SS"``) for a wall-clock budget in minutes, rounded to
+    the second (its minutes field stops at 59: 140 minutes is ``00:02:20:00``)."""
+    total = int(round(minutes * 60))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def steps_for_examples(
     examples: int, epoch_examples: int, epoch_steps: int, step_examples: int
 ) -> int:
