@@ -213,7 +213,7 @@ def test_made_on_two_processes_is_made_on_one(made_runs):
 @needs_data("binarized_mnist")
 def test_pixelcnn_on_two_processes_is_pixelcnn_on_one(tmp_path):
     """PixelCNN groups 4 steps per call on one process; DDP takes one step per call
-    (argen.modules.amortized.fallback_reason): the updates must be the same."""
+    (argen.data.groups.fallback_reason): the updates must be the same."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     run_train(one, *PIXELCNN, "trainer=cpu")

@@ -39,9 +39,9 @@ class CheckpointError(RuntimeError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types reported as one line."""
-    # FloatingPointError: the non-finite training loss (``DensityModule._check_finite``), whose
-    # message names the step and what to change; numpy raises it only under ``seterr("raise")``,
-    # which argen never sets.
+    # FloatingPointError: the non-finite training loss (``argen.modules.amortized.GroupedSteps.
+    # check_finite_losses``), whose message names the step and what to change; numpy raises it
+    # only under ``seterr("raise")``, which argen never sets.
     return ConfigError, DataError, CheckpointError, DiskFullError, FloatingPointError
 
 
