@@ -23,7 +23,7 @@ from pathlib import Path
 
 from argen.report.publish import publish
 from argen.training.budget import max_time_of_minutes
-from argen.training.summary import from_json, is_text
+from argen.training.summary import is_text, read_summary_file
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: its train.py and conf/experiment/
 
@@ -97,7 +97,7 @@ def main() -> None:
     subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], check=True, env=env)
     wall = time.perf_counter() - start
     summary_path = max(log_dir.rglob("summary.json"), key=lambda p: p.stat().st_mtime)
-    summary = from_json(json.loads(summary_path.read_text()))  # any version, text keys renamed
+    summary = read_summary_file(summary_path)  # any version, text keys renamed
     metric, target, source = TARGETS.get(args.experiment, ("test_nll", None, None))
     text = is_text(summary)
     result = {
