@@ -150,8 +150,9 @@ def observed_prefix_lengths(observed_mask: torch.Tensor, shape: tuple[int, ...])
 
 # --------------------------------------------------------------------------- the model interface
 class RasterImageModel(DensityModel):
-    """Base of the raster image models: validated labels, the sampler choice, and ``sample``,
-    ``sample_cached``, ``sample_naive`` and ``complete`` through the one loop (:func:`fill`).
+    """Base of the raster image models: validated labels, ``log_prob``, the sampler choice, and
+    ``sample``, ``sample_cached``, ``sample_naive`` and ``complete`` through the one loop
+    (:func:`fill`).
 
     A subclass sets ``self.head`` (a ``PixelHead``), ``self.sampler`` (``check_sampler``) and, if
     class-conditional, ``self.num_classes``; its ``forward(x)`` (or ``forward(x, y)``) returns
@@ -188,6 +189,15 @@ class RasterImageModel(DensityModel):
         if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes - 1}]")
         return y.long()
+
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log-likelihood log p(x) (or log p(x | y) for a class-conditional model) in
+        nats, [B]: the head's log-probability of ``x`` under the parameters ``forward`` gives."""
+        self.validate_levels(x)
+        if self.num_classes is None:
+            self._check_labels(y, x.shape[0])  # an unconditional model refuses labels
+            return self.head.log_prob(x, self(x))
+        return self.head.log_prob(x, self(x, y))
 
     # ------------------------------------------------------------------ per-model hooks
     def sampling_params(

@@ -167,11 +167,6 @@ class GatedPixelCNN(RasterImageModel):
             v, h = layer(v, h, y)
         return self.head.params(self.output(h))
 
-    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log-likelihood log p(x) (or log p(x | y)) in nats, [B]."""
-        self.validate_levels(x)
-        return self.head.log_prob(x, self(x, y))
-
     def start_cache(
         self, x: torch.Tensor, y: torch.Tensor | None, start: int
     ) -> GatedPixelCNNStepper:

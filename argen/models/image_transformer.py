@@ -108,11 +108,6 @@ class ImageTransformer(RasterImageModel):
         inputs = torch.cat([start, F.pad(seq[:, :-1], (0, 1))], dim=1)
         return self._params(inputs @ self.transformer.tokens.weight)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood in nats, [B]."""
-        self.validate_levels(x)
-        return self.head.log_prob(x, self(x))
-
     # ------------------------------------------------------------------ sampling
     def sampling_weight(self) -> torch.Tensor:
         """The output layer's weight: samples take its device and dtype."""

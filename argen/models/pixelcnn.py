@@ -108,11 +108,6 @@ class PixelCNN(RasterImageModel):
         features = self.output(self.blocks(self.input_conv(self.normalize(x))))
         return self.head.params(features)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood in nats, [B]."""
-        self.validate_levels(x)
-        return self.head.log_prob(x, self(x))
-
     def training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-example NLL, the training hot path: only ``x``'s form is checked here, its values
         once per batch by the caller (``DensityModel.validate_form``)."""

@@ -257,11 +257,6 @@ class _PixelRNN(RasterImageModel):
             features = layer(features, pixels)
         return self.head.params(self.output(features))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-likelihood in nats, [B]."""
-        self.validate_levels(x)
-        return self.head.log_prob(x, self(x))
-
     def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> PixelRNNStepper:
         """The "cached" sampler: per-row LSTM states, work per pixel independent of its row
         (``RowLSTMStepper``, ``DiagonalBiLSTMStepper``); ``y`` must be ``None``."""

@@ -292,11 +292,6 @@ class PixelSNAIL(RasterImageModel):
         y = self._check_labels(y, x.shape[0])
         return self.head.params(self._features(self.normalize(x), y))
 
-    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log-likelihood log p(x) (or log p(x | y)) in nats, [B]."""
-        self.validate_levels(x)
-        return self.head.log_prob(x, self(x, y))
-
     def start_cache(self, x: torch.Tensor, y: torch.Tensor | None, start: int) -> PixelSNAILStepper:
         """Cached sampler (see ``PixelSNAILStepper``)."""
         return PixelSNAILStepper(self, x, y)
