@@ -143,3 +143,29 @@ def test_committed_results_page_is_up_to_date(tmp_path):
         "results/README.md is stale: regenerate it with "
         "`python -m argen.compare results/ --out results/`"
     )
+
+
+def test_every_run_is_listed_with_its_budget_commit_and_command(tmp_path):
+    """Item 2 of issue 22: the page shows the commit and the command of every row's runs; a run
+    made before provenance was recorded says so instead of showing anything made up."""
+    from argen.report.results_page import provenance_lines
+
+    recorded = {
+        "test_nll": 90.0,
+        "git_commit": "0123456789abcdef",
+        "git_dirty": True,
+        "command": "python train.py experiment=fair/pixelcnn seed=2",
+        "budget_kind": "flops",
+        "budget_value": 1e13,
+    }
+    write_run(tmp_path, "new", "pixelcnn", "binarized_mnist", 2, summary=recorded)
+    write_run(tmp_path, "old", "pixelcnn", "binarized_mnist", 1, summary={"test_nll": 91.0})
+    (row,) = aggregate(collect_runs([tmp_path]))["binarized_mnist"]
+    table = provenance_lines([row])
+    assert table[1] == "How each run was made:"
+    lines = [line for line in "\n".join(table).splitlines() if line.startswith("| PixelCNN")]
+    assert lines == [
+        "| PixelCNN | 1 | not recorded | not recorded | not recorded |",
+        "| PixelCNN | 2 | 1e+13 training FLOPs | 0123456 (uncommitted changes) | "
+        "`python train.py experiment=fair/pixelcnn seed=2` |",
+    ]

@@ -127,6 +127,12 @@ class RunRecord:
     train_flops: float | None = None  # what the run measured, when its summary has it
     cpu_seconds: float | None = None
     examples_seen: float | None = None
+    # provenance and budget, as the summary recorded them (absent in runs made before either)
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    command: str | None = None
+    budget_kind: str | None = None
+    budget_value: float | None = None
     # epochs.csv: {column: values at each validation}; None without the file or a val/nll column
     curve: dict[str, list[float | None]] | None = field(default=None, repr=False)
 
@@ -234,7 +240,18 @@ def _from_summary(summary: RunSummary) -> dict[str, Any]:
         "cpu_seconds": number(summary.get("cpu_seconds")),
         "examples_seen": number(summary.get("examples_seen")),
         "train_chars_per_sec": _recorded_chars_per_sec(summary),
+        "git_commit": _text(summary.get("git_commit")),
+        "git_dirty": summary.get("git_dirty")
+        if isinstance(summary.get("git_dirty"), bool)
+        else None,
+        "command": _text(summary.get("command")),
+        "budget_kind": _text(summary.get("budget_kind")),
+        "budget_value": number(summary.get("budget_value")),
     }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _recorded_chars_per_sec(summary: RunSummary) -> float | None:

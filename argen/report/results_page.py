@@ -96,7 +96,53 @@ def dataset_section(
     if recon:
         parts += ["", "Models without a likelihood (reconstruction loss only):", ""]
         parts.append(md_table(RECON_COLUMNS, [recon_cells(row) for row in recon]))
+    parts += provenance_lines([*likelihood, *recon])
     return parts
+
+
+BUDGET_UNITS = {
+    "flops": "training FLOPs",
+    "examples": "training examples",
+    "steps": "optimizer steps",
+    "cpu_seconds": "CPU seconds",
+    "epochs": "epochs",
+    "wall_seconds": "wall-clock seconds",
+}
+NOT_RECORDED = "not recorded"
+
+
+def budget_cell(run: RunRecord) -> str:
+    """What bounded the run, as its summary recorded it (``argen.training.budget``)."""
+    if run.budget_kind is None:
+        return NOT_RECORDED
+    unit = BUDGET_UNITS.get(run.budget_kind, run.budget_kind)
+    return unit if run.budget_value is None else f"{run.budget_value:g} {unit}"
+
+
+def commit_cell(run: RunRecord) -> str:
+    if run.git_commit is None:
+        return NOT_RECORDED
+    return run.git_commit[:7] + (" (uncommitted changes)" if run.git_dirty else "")
+
+
+def provenance_lines(rows: Sequence[ModelRow]) -> list[str]:
+    """Every run of every row with its budget, the commit of its code and its command, so each
+    number on the page can be reproduced (runs made before these were recorded say so)."""
+    cells = [
+        [
+            display_label(row),
+            "" if run.seed is None else str(run.seed),
+            budget_cell(run),
+            commit_cell(run),
+            f"`{run.command}`" if run.command else NOT_RECORDED,
+        ]
+        for row in rows
+        for run in sorted(row.runs, key=lambda r: (r.seed is None, r.seed or 0, r.name))
+    ]
+    if not cells:
+        return []
+    columns = ["row", "seed", "budget", "commit", "command"]
+    return ["", "How each run was made:", "", md_table(columns, cells, numeric=False)]
 
 
 def _left_out_lines(rows: Sequence[ModelRow], metric: str) -> list[str]:
