@@ -266,10 +266,11 @@ def test_groups_hold_the_ordinary_batches_in_order():
     [
         {"accumulate_grad_batches": 2},
         {"val_check_interval": 0.5},
+        {"val_check_interval": "00:00:01:00"},  # on a clock: Lightning leaves the float unset
         {"limit_train_batches": 0.5},
         {"strategy": "ddp_spawn", "devices": 2},
     ],
-    ids=["accumulation", "val-in-epoch", "fraction-of-epoch", "ddp"],
+    ids=["accumulation", "val-in-epoch", "val-on-a-clock", "fraction-of-epoch", "ddp"],
 )
 def test_settings_groups_cannot_honour_use_the_ordinary_loop(setting):
     trainer = L.Trainer(accelerator="cpu", logger=False, **setting)

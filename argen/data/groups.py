@@ -41,9 +41,10 @@ def fallback_reason(trainer: L.Trainer) -> str | None:
         return f"limit_train_batches={limit} (a fraction of an epoch)"
     # Lightning leaves ``val_check_interval`` unset when it is a time ("00:00:10:00")
     interval = getattr(trainer, "val_check_interval", None)
+    if interval is None:
+        return "val_check_interval as a time (validation on a clock, within an epoch)"
     if not (isinstance(interval, float) and interval == 1.0):
-        shown = "a time" if interval is None else interval
-        return f"val_check_interval={shown} (validation within an epoch)"
+        return f"val_check_interval={interval} (validation within an epoch)"
     if trainer.accumulate_grad_batches != 1 or any(
         isinstance(callback, GradientAccumulationScheduler) for callback in trainer.callbacks
     ):

@@ -88,7 +88,9 @@ class GroupedSteps(L.LightningModule):
     net: nn.Module
     monitor: str  # the validation metric plateau schedulers watch (``ARModule.monitor``)
 
-    def __init__(self, *args: Any, steps_per_call: int = 1, cuda_graph: bool = False, **kwargs):
+    def __init__(
+        self, *args: Any, steps_per_call: int = 1, cuda_graph: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         if int(steps_per_call) < 1:
             raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
