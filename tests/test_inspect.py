@@ -191,7 +191,7 @@ def test_made_map_is_its_mask_connectivity_and_respects_the_ordering():
         expected = reach[d].reshape(1, 4, 4)
         assert torch.equal(seen(model, target), expected)
         assert not (expected.flatten() & (rank >= rank[d])).any(), "only earlier inputs"
-    last = int(model.order[-1])
+    last = int(model.ordering[-1])
     assert reach[last].sum() > 0, "the last output sees some inputs: the check is not vacuous"
 
 

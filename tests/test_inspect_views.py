@@ -139,7 +139,7 @@ def test_surprise_of_a_mixture_is_its_first_component():
     first = -model.log_prob(x, num_masks=1).double().detach()
     assert torch.allclose(surprise, first, atol=1e-5)
     assert not torch.allclose(surprise, -model.log_prob(x).double().detach(), atol=1e-5)
-    assert torch.equal(ordering_rank(model).flatten()[model.order], torch.arange(9))
+    assert torch.equal(ordering_rank(model).flatten()[model.ordering], torch.arange(9))
 
 
 # ----------------------------------------------------------------------------------- figures

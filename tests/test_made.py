@@ -33,7 +33,7 @@ def test_autoregressive_for_every_mask(config):
     x = all_binary(model.num_dims)[:16]
     for k in range(model.num_masks):
         model.use_mask(k)
-        assert_autoregressive(model, x, model.order)
+        assert_autoregressive(model, x, model.ordering)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -61,7 +61,7 @@ def test_masks_differ_across_seeds_and_cycle_during_training():
     model = made(ordering="random", num_masks=3)
     orders = []
     for _ in range(3):
-        orders.append(model.order.clone())
+        orders.append(model.ordering.clone())
         model.training_loss(torch.zeros(2, *SHAPE, dtype=torch.double))
     assert model.mask_index == 0  # three steps cycled through all three masks
     assert len({tuple(o.tolist()) for o in orders}) == 3
@@ -117,7 +117,7 @@ def test_single_mask_connects_every_input_but_the_last(config):
     """With fewer hidden units than inputs, degrees must still span 1..D-1: an input that feeds no
     hidden unit is invisible to every later conditional."""
     model = MADE((1, 28, 28), hidden_sizes=[500, 500], **config)
-    last = model.order[-1]
+    last = model.ordering[-1]
     feeds = model.hidden_layers[0].mask.sum(dim=0) > 0
     assert feeds.sum() == 783 and not feeds[last]
     for layer in list(model.hidden_layers[1:]) + [model.output_layer]:
@@ -157,7 +157,7 @@ def test_temperature_one_is_ancestral_sampling_draw_for_draw(config):
     model = made(**config)
     gen = torch.Generator().manual_seed(5)
     reference = torch.zeros(40, 6, dtype=torch.double)
-    for d in model.order.tolist():
+    for d in model.ordering.tolist():
         u = torch.rand(40, generator=gen)
         reference[:, d] = (u < torch.sigmoid(model(reference)[:, d])).double()
     for kwargs in ({}, {"temperature": 1.0}):
@@ -184,7 +184,7 @@ def test_seed_is_a_deprecated_alias_of_ordering_seed():
     for k in range(3):
         new.use_mask(k)
         old.use_mask(k)
-        assert torch.equal(new.order, old.order)
+        assert torch.equal(new.ordering, old.ordering)
         for a, b in zip(new.hidden_layers, old.hidden_layers, strict=True):
             assert torch.equal(a.mask, b.mask)
     with pytest.raises(ValueError, match="ordering_seed only"):
@@ -210,7 +210,7 @@ def test_orderings_come_from_one_place():
     for k in range(2):
         model.use_mask(k)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + k)
-        assert torch.equal(model.order, draw_ordering("random", 16, generator))
+        assert torch.equal(model.ordering, draw_ordering("random", 16, generator))
     zero = MADE(shape, hidden_sizes=[4], ordering="random")
-    assert torch.equal(zero.order, resolve_ordering("random", 16, 0))
-    assert torch.equal(MADE(shape, hidden_sizes=[4]).order, resolve_ordering("natural", 16))
+    assert torch.equal(zero.ordering, resolve_ordering("random", 16, 0))
+    assert torch.equal(MADE(shape, hidden_sizes=[4]).ordering, resolve_ordering("natural", 16))

@@ -55,10 +55,10 @@ def test_one_and_two_variables(shape):
 def test_a_fixed_mask_and_the_model_default_sampler():
     model = peaked(hidden_sizes=[12], num_masks=3, ordering="random")
     naive = model.sample(
-        100, generator=torch.Generator().manual_seed(1), mask_index=2, sampler="naive"
+        100, generator=torch.Generator().manual_seed(1), ordering_index=2, sampler="naive"
     )
     assert model.sampler == "cached"
-    cached = model.sample(100, generator=torch.Generator().manual_seed(1), mask_index=2)
+    cached = model.sample(100, generator=torch.Generator().manual_seed(1), ordering_index=2)
     assert torch.equal(cached, naive)
     assert model.mask_index == 0  # the active mask is restored
 

@@ -27,6 +27,7 @@ from argen.models.fvsbn import FVSBN
 from argen.models.image_transformer import ImageTransformer
 from argen.models.made import MADE
 from argen.models.nade import NADE
+from argen.models.ordered_sampling import OrderedModel
 from argen.models.ordering import rank_of
 
 FULLY_CONNECTED = (FVSBN, NADE, MADE)
@@ -49,11 +50,7 @@ def check_image_model(model: torch.nn.Module) -> DensityModel:
 
 def mixture_size(model: DensityModel) -> int:
     """How many components ``log_prob`` mixes (1 for every model with a single ordering)."""
-    if isinstance(model, MADE):
-        return model.num_eval_masks
-    if isinstance(model, NADE):
-        return int(model.orderings.shape[0])
-    return 1
+    return model.mixture_size if isinstance(model, OrderedModel) else 1
 
 
 @contextmanager
@@ -79,14 +76,7 @@ def ordering_rank(model: DensityModel) -> torch.Tensor:
     if isinstance(model, RasterImageModel):
         index = torch.arange(c * h * w).reshape(h, w, c)
         return index.permute(2, 0, 1).contiguous()
-    if isinstance(model, FVSBN):
-        order = model.ordering
-    elif isinstance(model, NADE):
-        order = model.ordering
-    else:
-        with first_component(model):
-            order = model.order.clone()
-    return rank_of(order.cpu()).reshape(c, h, w)
+    return rank_of(model.ordering_at(0).cpu()).reshape(c, h, w)
 
 
 def labels_for(model: DensityModel, batch: int, y: torch.Tensor | None) -> dict:

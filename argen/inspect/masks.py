@@ -85,6 +85,6 @@ def lecture_made(hidden_sizes: Sequence[int] = (4, 4), order: Sequence[int] = (1
     for seed in range(1000):
         model = MADE((n,), 2, hidden_sizes=hidden_sizes, ordering="random", ordering_seed=seed)
         with first_component(model):
-            if model.order.tolist() == wanted:
+            if model.ordering.tolist() == wanted:
                 return model
     raise InspectError(f"no ordering seed below 1000 gives the ordering {wanted}")

@@ -15,28 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.base import Capabilities, DensityModel
+from argen.models.base import Capabilities
+from argen.models.ordered_sampling import OrderedModel
 from argen.models.ordering import Ordering, rank_of, resolve_ordering
 
 
-def check_temperature(temperature: float) -> None:
-    """Refuse a sampling temperature that is not positive (``ValueError``)."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-
-
-def tempered_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """p(x = 1) of Bernoulli conditionals sampled at ``temperature`` T: ``sigmoid(logits / T)``.
-
-    This is the definition of the pixel heads and Char-RNN (log-probabilities of the levels divided
-    by T, then renormalized): for two levels, log p(1) - log p(0) = logit, so the tempered odds are
-    exp(logit / T). At T = 1 the logits are used unchanged (x / 1.0 is exact), so samples are the
-    same as untempered ones for the same random numbers.
-    """
-    return torch.sigmoid(logits / temperature)
-
-
-class FVSBN(DensityModel):
+class FVSBN(OrderedModel):
     """FVSBN over binary images [B, C, H, W], flattened C-major to D = C*H*W variables.
 
     Attributes:
@@ -82,23 +66,30 @@ class FVSBN(DensityModel):
         nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         return -nll.sum(dim=1)
 
-    @torch.no_grad()
-    def sample(
-        self, n: int, device: torch.device | str | None = None, temperature: float = 1.0
-    ) -> torch.Tensor:
-        """Draw ``n`` images [n, C, H, W] of {0., 1.}, one variable at a time in ``ordering``.
+    def stepper(
+        self, index: int, m: int, device: torch.device, dtype: torch.dtype, sampler: str
+    ) -> FVSBNStepper:
+        """``"cached"``: running logits, one weight column added per drawn variable, so sampling
+        costs O(D^2) per example instead of O(D^3); ``"naive"``: ``forward`` per variable."""
+        return FVSBNStepper(self, m, device, cached=sampler == "cached")
 
-        The running logits are updated with one weight column per sampled variable, so sampling
-        costs O(D^2) per example instead of O(D^3) for recomputing ``forward`` D times.
-        ``temperature`` T draws each x_i from sigmoid(logit / T) (see ``tempered_probs``).
-        """
-        check_temperature(temperature)
-        device = torch.device(device) if device is not None else self.weight.device
-        weight = self.masked_weight().to(device)
-        logits = self.bias.to(device).expand(n, -1).clone()
-        x = torch.zeros(n, self.num_dims, dtype=weight.dtype, device=device)
-        for i in self.ordering.tolist():
-            xi = torch.bernoulli(tempered_probs(logits[:, i], temperature))
-            x[:, i] = xi
-            logits += xi[:, None] * weight[:, i][None, :]
-        return x.reshape(n, *self.shape)
+
+class FVSBNStepper:
+    """FVSBN's sampling state (``argen.models.ordered_sampling.OrderedStepper``)."""
+
+    def __init__(self, model: FVSBN, m: int, device: torch.device, cached: bool) -> None:
+        self.model, self.cached = model, cached
+        self.weight = model.masked_weight().to(device)
+        self.logits = model.bias.to(device).expand(m, -1).clone()
+        self.x = torch.zeros(m, model.num_dims, dtype=self.weight.dtype, device=device)
+
+    def logit(self, t: int, i: int) -> torch.Tensor:
+        return self.logits[:, i] if self.cached else self.model(self.x)[:, i]
+
+    def record(self, t: int, i: int, value: torch.Tensor) -> None:
+        self.x[:, i] = value
+        if self.cached:
+            self.logits += value[:, None] * self.weight[:, i][None, :]
+
+    def result(self) -> torch.Tensor:
+        return self.x

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.base import Capabilities, DensityModel
+from argen.models.base import Capabilities
 from argen.models.cached_sampling import check_sampler
-from argen.models.fvsbn import check_temperature, tempered_probs
+from argen.models.ordered_sampling import OrderedModel
 from argen.models.ordering import ORDERINGS, draw_ordering
 
 
@@ -87,7 +88,7 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
-class MADE(DensityModel):
+class MADE(OrderedModel):
     """MADE for binary data of any shape (flattened to D variables).
 
     Args:
@@ -103,9 +104,17 @@ class MADE(DensityModel):
             rename still load).
         sampler: ``"cached"`` (one forward pass' work per sample) or ``"naive"`` (D passes);
             identical samples.
+
+    Attributes:
+        ordering: LongTensor buffer [D], the active mask's ordering (``ordering[k]`` is the k-th
+            variable generated), as FVSBN's and NADE's ``ordering``; ``ordering_kind`` keeps the
+            argument (``"natural"`` or ``"random"``). Checkpoints written when the buffer was
+            called ``order`` still load.
     """
 
     capabilities = Capabilities(binary_only=True)  # Bernoulli conditionals
+
+    draw_by_uniform = True  # u < p with u from the generator: naive and cached share the u's
 
     def __init__(
         self,
@@ -139,7 +148,7 @@ class MADE(DensityModel):
         self.hidden_sizes = [int(h) for h in hidden_sizes]
         if any(h < 1 for h in self.hidden_sizes) or not self.hidden_sizes:
             raise ValueError(f"hidden_sizes must be positive widths, got {list(hidden_sizes)}")
-        self.ordering = ordering
+        self.ordering_kind = ordering
         self.num_masks = int(num_masks)
         self.num_eval_masks = int(num_eval_masks or num_masks)
         self.ordering_seed = int(ordering_seed)
@@ -152,7 +161,7 @@ class MADE(DensityModel):
         self.direct = (
             MaskedLinear(self.num_dims, self.num_dims, bias=False) if direct_connection else None
         )
-        self.register_buffer("order", torch.arange(self.num_dims))
+        self.register_buffer("ordering", torch.arange(self.num_dims))
         # The active mask is a buffer, so a resumed run continues the cycle where it stopped.
         self.register_buffer("active_mask", torch.tensor(-1))
         self.use_mask(0)
@@ -161,12 +170,20 @@ class MADE(DensityModel):
     def mask_index(self) -> int:
         return int(self.active_mask)
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Accept checkpoints written before the ordering buffer was renamed ``order`` ->
+        ``ordering`` (one meaning of ``ordering`` for FVSBN, NADE and MADE)."""
+        old, new = prefix + "order", prefix + "ordering"
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ masks
     def degrees(self, mask_index: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Input ordering and hidden-unit degrees for one mask seed (deterministic)."""
         gen = torch.Generator().manual_seed(self.ordering_seed * 1_000_003 + mask_index)
         num_dims = self.num_dims
-        order = draw_ordering(self.ordering, num_dims, gen)
+        order = draw_ordering(self.ordering_kind, num_dims, gen)
         # in_degree[d] = position (1-based) of input d in the ordering.
         in_degree = torch.empty(num_dims, dtype=torch.long)
         in_degree[order] = torch.arange(1, num_dims + 1)
@@ -196,7 +213,7 @@ class MADE(DensityModel):
         self.output_layer.set_mask(in_degree[:, None] > degrees[-1][None, :])
         if self.direct is not None:
             self.direct.set_mask(in_degree[:, None] > in_degree[None, :])
-        self.order.copy_(order)
+        self.ordering.copy_(order)
         self.active_mask.fill_(mask_index)
 
     def next_mask(self) -> None:
@@ -246,61 +263,72 @@ class MADE(DensityModel):
         self.next_mask()
         return loss
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        generator: torch.Generator | None = None,
-        mask_index: int | None = None,
-        temperature: float = 1.0,
-        sampler: str | None = None,
-    ) -> torch.Tensor:
-        """Draw ``n`` samples, one variable at a time in the ordering.
+    # ---------------------------------------------------------------- sampling
+    @property
+    def num_orderings(self) -> int:
+        """One ordering per mask seed (``ordering_index`` picks a mask)."""
+        return self.num_masks
 
-        With several eval masks, each sample picks a mask uniformly, which samples the mixture.
-        ``temperature`` T divides the logit of every conditional (T = 1: the model itself).
-        ``sampler`` (default ``self.sampler``): ``"cached"`` or ``"naive"`` (see the module).
-        """
-        check_temperature(temperature)
-        sampler = check_sampler(self.sampler if sampler is None else sampler)
-        fill = self._fill_cached if sampler == "cached" else self._fill_naive
-        device = torch.device(device) if device is not None else self.order.device
+    @property
+    def mixture_size(self) -> int:
+        """The masks of the evaluation mixture (``num_eval_masks``)."""
+        return self.num_eval_masks
+
+    def default_ordering_index(self) -> int:
+        """With one evaluation mask, samples come from the active mask."""
+        return self.mask_index
+
+    def ordering_at(self, index: int) -> torch.Tensor:
+        """The ordering of mask seed ``index``."""
+        if index % self.num_masks == self.mask_index:
+            return self.ordering
+        return self.degrees(index % self.num_masks)[0].to(self.ordering.device)
+
+    @contextmanager
+    def sampling_orderings(self) -> Iterator[None]:
+        """Sampling installs each sampled mask in turn; the active mask is restored after."""
         current = self.mask_index
-        if mask_index is not None or self.num_eval_masks == 1:
-            choice = torch.full((n,), mask_index if mask_index is not None else current)
-        else:
-            choice = torch.randint(self.num_eval_masks, (n,), generator=generator)
-        dtype = self.output_layer.weight.dtype
-        out = torch.zeros(n, self.num_dims, device=device, dtype=dtype)
-        for k in choice.unique().tolist():
-            rows = (choice == k).nonzero().flatten().to(device)
-            self.use_mask(k)
-            x = torch.zeros(len(rows), self.num_dims, device=device, dtype=dtype)
-            out[rows] = fill(x, temperature, generator)
-        self.use_mask(current)
-        return out.reshape(n, *self.shape)
+        try:
+            yield
+        finally:
+            self.use_mask(current)
 
-    def _fill_naive(
-        self, x: torch.Tensor, temperature: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Draw every variable of ``x`` [m, D] in order with the current mask, a pass per draw."""
-        for d in self.order.tolist():
-            probs = tempered_probs(self(x)[:, d], temperature)
-            u = torch.rand(x.shape[0], generator=generator).to(x.device)
-            x[:, d] = (u < probs).to(x.dtype)
-        return x
+    def stepper(
+        self, index: int, m: int, device: torch.device, dtype: torch.dtype, sampler: str
+    ) -> MADENaiveStepper | MADECachedStepper:
+        """Install mask ``index``; ``"cached"``: each hidden unit computed once, ``"naive"``: a
+        forward pass per variable (see the module docstring)."""
+        self.use_mask(index)
+        x = torch.zeros(m, self.num_dims, device=device, dtype=dtype)
+        return MADECachedStepper(self, x) if sampler == "cached" else MADENaiveStepper(self, x)
 
-    def _fill_cached(
-        self, x: torch.Tensor, temperature: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """``_fill_naive``'s draws, computing each hidden unit once, when it becomes final."""
-        num_dims, device = self.num_dims, x.device
-        order = self.order.to(device)
-        _, degrees = self.degrees(self.mask_index)
+
+class MADENaiveStepper:
+    """Every variable of ``x`` [m, D] from a full pass of the current mask's network."""
+
+    def __init__(self, model: MADE, x: torch.Tensor) -> None:
+        self.model, self.x = model, x
+
+    def logit(self, t: int, i: int) -> torch.Tensor:
+        return self.model(self.x)[:, i]
+
+    def record(self, t: int, i: int, value: torch.Tensor) -> None:
+        self.x[:, i] = value
+
+    def result(self) -> torch.Tensor:
+        return self.x
+
+
+class MADECachedStepper:
+    """``MADENaiveStepper``'s draws, computing each hidden unit once, when it becomes final."""
+
+    def __init__(self, model: MADE, x: torch.Tensor) -> None:
+        num_dims, device = model.num_dims, x.device
+        self.x, self.order = x, model.ordering.to(device)
+        _, degrees = model.degrees(model.mask_index)
         # Everything in rank order: inputs by their rank in the ordering, units by degree.
-        columns, weights, biases, ends = order, [], [], []
-        for layer, degree in zip(self.hidden_layers, degrees[1:], strict=True):
+        columns, weights, biases, ends = self.order, [], [], []
+        for layer, degree in zip(model.hidden_layers, degrees[1:], strict=True):
             degree, rows = torch.sort(degree.to(device), stable=True)
             weight = layer.weight * layer.mask
             weights.append(_take(weight, rows, columns))
@@ -310,29 +338,36 @@ class MADE(DensityModel):
                 torch.searchsorted(degree, torch.arange(num_dims, device=device), right=True)
             )
             columns = rows
-        out_weight = _take(self.output_layer.weight * self.output_layer.mask, order, columns)
-        out_bias = self.output_layer.bias[order]
-        direct = None
+        output = model.output_layer
+        self.out_weight = _take(output.weight * output.mask, self.order, columns)
+        self.out_bias = output.bias[self.order]
+        self.direct = None
+        if model.direct is not None:
+            self.direct = _take(model.direct.weight * model.direct.mask, self.order, self.order)
+        self.weights, self.biases, self.ends = weights, biases, [e.tolist() for e in ends]
+        self.ranked = torch.zeros_like(x)  # the inputs in rank order
+        self.hidden = [x.new_zeros(x.shape[0], w.shape[0]) for w in weights]
+
+    def logit(self, t: int, i: int) -> torch.Tensor:
+        """The variable ranked t + 1 (inputs ranked <= t known): the units of degree t, then
+        its output row."""
+        below, known = self.ranked, t
+        for h, w, b, end in zip(self.hidden, self.weights, self.biases, self.ends, strict=True):
+            start = end[t - 1] if t else 0
+            if end[t] > start:  # units of degree t: final now
+                pre = torch.addmm(
+                    b[start : end[t]], below[:, :known], w[start : end[t], :known].t()
+                )
+                h[:, start : end[t]] = torch.relu(pre)
+            below, known = h, end[t]
+        logit = torch.mv(below[:, :known], self.out_weight[t, :known]) + self.out_bias[t]
         if self.direct is not None:
-            direct = _take(self.direct.weight * self.direct.mask, order, order)
-        ends = [e.tolist() for e in ends]
-        ranked = torch.zeros_like(x)  # the inputs in rank order
-        hidden = [x.new_zeros(x.shape[0], w.shape[0]) for w in weights]
-        for t in range(num_dims):  # draw the variable ranked t + 1 (inputs ranked <= t known)
-            below, known = ranked, t
-            for h, w, b, end in zip(hidden, weights, biases, ends, strict=True):
-                start = end[t - 1] if t else 0
-                if end[t] > start:  # units of degree t: final now
-                    pre = torch.addmm(
-                        b[start : end[t]], below[:, :known], w[start : end[t], :known].t()
-                    )
-                    h[:, start : end[t]] = torch.relu(pre)
-                below, known = h, end[t]
-            logit = torch.mv(below[:, :known], out_weight[t, :known]) + out_bias[t]
-            if direct is not None:
-                logit = logit + ranked[:, :t] @ direct[t, :t]
-            probs = tempered_probs(logit, temperature)
-            u = torch.rand(x.shape[0], generator=generator).to(device)
-            ranked[:, t] = (u < probs).to(x.dtype)
-        x[:, order] = ranked
-        return x
+            logit = logit + self.ranked[:, :t] @ self.direct[t, :t]
+        return logit
+
+    def record(self, t: int, i: int, value: torch.Tensor) -> None:
+        self.ranked[:, t] = value
+
+    def result(self) -> torch.Tensor:
+        self.x[:, self.order] = self.ranked
+        return self.x

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argen.models.base import Capabilities, DensityModel
-from argen.models.fvsbn import check_temperature, tempered_probs
+from argen.models.base import Capabilities
+from argen.models.ordered_sampling import OrderedModel
 from argen.models.ordering import Ordering, rank_of, resolve_ordering
 
 # Per-chunk working set of the fused conditional pass, in elements of [chunk, D, H]. On a CPU about
@@ -105,7 +105,7 @@ class _OrderedConditionals(torch.autograd.Function):
         return d_xo, d_wo, d_offset, d_vo, grad.sum(0), None
 
 
-class NADE(DensityModel):
+class NADE(OrderedModel):
     """NADE over binary images [B, C, H, W], flattened C-major to D = C*H*W variables.
 
     Args:
@@ -160,10 +160,21 @@ class NADE(DensityModel):
         else:
             self.register_parameter("W_mask", None)
 
+    draw_one_ordering = True  # sample has always drawn each sample's ordering, even of one
+
     @property
     def ordering(self) -> torch.Tensor:
         """The first (for a plain NADE, the only) ordering: ``ordering[k]`` = k-th variable."""
         return self.orderings[0]
+
+    @property
+    def num_orderings(self) -> int:
+        """K = ``num_eval_orderings``: the given ordering, then K-1 seeded random ones."""
+        return self.orderings.shape[0]
+
+    def ordering_at(self, index: int) -> torch.Tensor:
+        """Evaluation ordering ``index`` (0: the given ``ordering``)."""
+        return self.orderings[index]
 
     # ----------------------------------------------------------------- exact conditionals
     def _as_order(self, ordering: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
@@ -251,55 +262,38 @@ class NADE(DensityModel):
         return self.order_agnostic_loss(x, rank < num_observed)
 
     # ----------------------------------------------------------------- sampling
-    @torch.no_grad()
-    def _sample_ordering(
-        self, n: int, order: torch.Tensor, device: torch.device, temperature: float = 1.0
-    ) -> torch.Tensor:
-        """Ancestral sampling under one ordering, O(D H) per example via the running activation;
-        each variable is drawn from its conditional at ``temperature`` (``tempered_probs``)."""
-        w_cols = self.W.t().to(device)
-        mask_cols = None if self.W_mask is None else self.W_mask.t().to(device)
-        v, b = self.V.to(device), self.b.to(device)
-        act = self.c.to(device).expand(n, -1).clone()
-        x = torch.zeros(n, self.num_dims, dtype=w_cols.dtype, device=device)
-        for i in order.tolist():
-            xi = torch.bernoulli(tempered_probs(torch.sigmoid(act) @ v[i] + b[i], temperature))
-            x[:, i] = xi
-            act += xi[:, None] * w_cols[i]  # add this variable's input, never recompute
-            if mask_cols is not None:
-                act += mask_cols[i]  # its mask bit is now 1
-        return x
+    def stepper(
+        self, index: int, m: int, device: torch.device, dtype: torch.dtype, sampler: str
+    ) -> NADEStepper:
+        """``"cached"``: the running activation, O(D H) per example; ``"naive"``: every
+        conditional of the ordering recomputed (``conditional_logits``) per variable."""
+        return NADEStepper(self, self.orderings[index], m, device, cached=sampler == "cached")
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        device: torch.device | str | None = None,
-        ordering_index: int | None = None,
-        temperature: float = 1.0,
-    ) -> torch.Tensor:
-        """Draw ``n`` images [n, C, H, W] of {0., 1.}.
 
-        With several evaluation orderings, each example picks one uniformly at random (exact
-        sampling from the mixture that ``log_prob`` evaluates) unless ``ordering_index`` fixes it.
-        ``temperature`` T divides the logit of every conditional (T = 1: the model itself).
-        """
-        check_temperature(temperature)
-        device = torch.device(device) if device is not None else self.W.device
-        num_orders = self.orderings.shape[0]
-        if ordering_index is not None:
-            if not 0 <= ordering_index < num_orders:
-                raise ValueError(
-                    f"ordering_index must be in [0, {num_orders}), got {ordering_index}"
-                )
-            choice = torch.full((n,), int(ordering_index), dtype=torch.long)
-        else:
-            choice = torch.randint(0, num_orders, (n,))
-        x = torch.empty(n, self.num_dims, dtype=self.W.dtype, device=device)
-        for k in range(num_orders):
-            rows = torch.nonzero(choice == k).flatten()
-            if rows.numel():
-                x[rows.to(device)] = self._sample_ordering(
-                    rows.numel(), self.orderings[k], device, temperature
-                )
-        return x.reshape(n, *self.shape)
+class NADEStepper:
+    """NADE's sampling state under one ordering (``ordered_sampling.OrderedStepper``)."""
+
+    def __init__(
+        self, model: NADE, order: torch.Tensor, m: int, device: torch.device, cached: bool
+    ) -> None:
+        self.model, self.order, self.cached = model, order, cached
+        self.w_cols = model.W.t().to(device)
+        self.mask_cols = None if model.W_mask is None else model.W_mask.t().to(device)
+        self.v, self.b = model.V.to(device), model.b.to(device)
+        self.act = model.c.to(device).expand(m, -1).clone()
+        self.x = torch.zeros(m, model.num_dims, dtype=self.w_cols.dtype, device=device)
+
+    def logit(self, t: int, i: int) -> torch.Tensor:
+        if not self.cached:
+            return self.model.conditional_logits(self.x, self.order)[:, i]
+        return torch.sigmoid(self.act) @ self.v[i] + self.b[i]
+
+    def record(self, t: int, i: int, value: torch.Tensor) -> None:
+        self.x[:, i] = value
+        if self.cached:
+            self.act += value[:, None] * self.w_cols[i]  # its input, added once
+            if self.mask_cols is not None:
+                self.act += self.mask_cols[i]  # its mask bit is now 1
+
+    def result(self) -> torch.Tensor:
+        return self.x

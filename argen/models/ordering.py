@@ -1,7 +1,9 @@
 """Variable orderings of the fully connected ARMs (FVSBN, NADE, MADE), in one place.
 
 An ordering is a LongTensor ``order`` [D] with ``order[k]`` the index of the k-th variable
-generated (``rank_of`` inverts it). It is given as ``"natural"`` (raster order, ``arange(D)``),
+generated (``rank_of`` inverts it); ``model.ordering`` is that tensor in all three models (FVSBN's
+buffer, NADE's first evaluation ordering, the active mask's buffer in MADE). It is given, as the
+constructor argument ``ordering`` (the config key), as ``"natural"`` (raster order, ``arange(D)``),
 ``"random"`` (a permutation drawn from a seed: every model's argument is ``ordering_seed``) or,
 for FVSBN and NADE, an explicit permutation. FVSBN and NADE draw ``torch.randperm(D)`` from a
 generator seeded with ``ordering_seed``; MADE, which needs an ordering per mask, seeds mask k's
