@@ -1,6 +1,8 @@
 """The config tree: every experiment composes to the model and data its name says (the dataset
-presets ``pixel_<data>`` to any pixel model), every model x dataset pair has an experiment, every
-model and dataset config builds, and the optimizer, callbacks and debug groups do what they say."""
+presets ``pixel_<data>`` to any pixel model), a model with benchmark set-ups has one for every
+benchmark dataset it can model, every model and dataset config builds, and the optimizer, callbacks
+and debug groups do what they say. Which models there are and what each can model comes from the
+registry (``argen.training.registry``: ``conf/model/*.yaml`` and their classes' declarations)."""
 
 from __future__ import annotations
 
@@ -11,19 +13,22 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from argen.models.base import IMAGE, TEXT
+from argen.training.registry import models_for, registered_models
 from argen.training.resolvers import register_resolvers
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
-BINARY_ONLY = {"made", "fvsbn", "nade", "autoencoder"}
-PIXEL_MODELS = {"pixelcnn", "gated_pixelcnn", "row_lstm", "diagonal_bilstm"}
-ATTENTION_MODELS = {"pixelsnail", "image_transformer"}
-TEXT_MODELS = {"char_rnn", "char_transformer"}
+REGISTRY = registered_models(CONF)
+IMAGE_MODELS = set(models_for(IMAGE, 2, density_only=False, conf_dir=CONF))  # autoencoder too
+LEVEL_MODELS = set(models_for(IMAGE, 256, conf_dir=CONF))  # density models of 8-bit images
+TEXT_MODELS = set(models_for(TEXT, conf_dir=CONF))
+# The benchmark datasets, as (data kind, number of levels) a model must be able to model.
 BENCHMARK_DATA = {
-    "binarized_mnist": BINARY_ONLY | PIXEL_MODELS | ATTENTION_MODELS,
-    "mnist": PIXEL_MODELS | ATTENTION_MODELS,
-    "cifar10": PIXEL_MODELS | ATTENTION_MODELS,
-    "tinyshakespeare": TEXT_MODELS,
+    "binarized_mnist": (IMAGE, 2),
+    "mnist": (IMAGE, 256),
+    "cifar10": (IMAGE, 256),
+    "tinyshakespeare": (TEXT, None),
 }
 
 
@@ -54,10 +59,27 @@ def resolved(*overrides: str) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def test_every_model_and_dataset_pair_has_an_experiment():
-    assert names("model") == BINARY_ONLY | PIXEL_MODELS | ATTENTION_MODELS | TEXT_MODELS
-    expected = {f"{m}_{d}" for d, models in BENCHMARK_DATA.items() for m in models}
-    assert expected <= names("experiment")
+def test_the_registry_is_every_model_config_and_sorts_them_by_what_they_model():
+    assert set(REGISTRY) == names("model") == IMAGE_MODELS | TEXT_MODELS
+    assert not IMAGE_MODELS & TEXT_MODELS
+    assert {"pixelcnn", "row_lstm", "pixelsnail", "image_transformer"} <= LEVEL_MODELS
+    assert not LEVEL_MODELS & {"fvsbn", "nade", "made", "autoencoder"}  # binary only; no density
+    assert {"char_rnn", "char_transformer"} <= TEXT_MODELS
+
+
+def test_a_density_model_with_benchmark_setups_has_one_for_every_benchmark_dataset_it_models():
+    """A model needs no experiment of its own (``model=<name>`` or a ``pixel_<data>`` preset
+    runs it); one that has a ``<model>_<data>`` benchmark set-up has them all."""
+    benchmarks = {f"{m}_{d}" for m in REGISTRY for d in BENCHMARK_DATA} & names("experiment")
+    assert len(benchmarks) >= 20, "the benchmark set-ups are missing"
+    for name, model in REGISTRY.items():
+        modelled = {
+            d for d, (kind, levels) in BENCHMARK_DATA.items() if model.can_model(kind, levels)
+        }
+        have = {d for d in BENCHMARK_DATA if f"{name}_{d}" in benchmarks}
+        assert have <= modelled, f"{name} has set-ups for data it cannot model"
+        if have and model.capabilities.density:
+            assert have == modelled, f"{name} lacks set-ups for {sorted(modelled - have)}"
 
 
 PAPER_SETUPS = {p for p in names("experiment") if p.startswith("made_paper")}
@@ -68,9 +90,12 @@ PAPER_SETUPS = {p for p in names("experiment") if p.startswith("made_paper")}
     sorted(names("experiment") - {"compare_binarized_mnist"} - PAPER_SETUPS - PRESETS),
 )
 def test_experiment_composes_to_its_model_and_data(experiment):
+    from argen.training.config_checks import check_model_matches_data
+
     cfg = compose_train(f"experiment={experiment}")
     assert experiment == f"{cfg.model.name}_{cfg.data.name}"
     assert experiment in cfg.tags
+    check_model_matches_data(cfg)  # the model declares it can model the data
 
 
 @pytest.mark.parametrize(
@@ -119,21 +144,50 @@ def test_made_paper_32_masks_differs_only_in_connectivity_agnostic_training():
 
 
 def test_compare_experiment_sweeps_every_density_model():
+    """The sweep's model list is derived (``${argen_models:...}``): every registered model whose
+    class declares a density of images, each of which passes train.py's check on the data."""
+    from argen.training.config_checks import check_model_matches_data
+
     cfg = compose_train("experiment=compare_binarized_mnist", hydra=True)
-    assert (
-        set(cfg.hydra.sweeper.params.model.split(","))
-        == (BINARY_ONLY - {"autoencoder"}) | PIXEL_MODELS | ATTENTION_MODELS
-    )
+    swept = set(cfg.hydra.sweeper.params.model.split(","))
+    declared = {
+        name
+        for name, model in REGISTRY.items()
+        if model.capabilities.density and model.capabilities.data == IMAGE
+    }
+    assert swept == declared
+    assert {"fvsbn", "nade", "made", "pixelcnn", "pixelsnail", "image_transformer"} <= swept
+    assert not swept & {"autoencoder", "char_rnn", "char_transformer"}
+    for model in swept:
+        check_model_matches_data(
+            compose_train("experiment=compare_binarized_mnist", f"model={model}")
+        )
 
 
-@pytest.mark.parametrize("model", sorted(BINARY_ONLY | PIXEL_MODELS | ATTENTION_MODELS))
+def test_class_conditioning_needs_a_model_that_declares_labels_and_labelled_data():
+    from argen.core.errors import ConfigError
+    from argen.training.config_checks import check_model_matches_data
+
+    labelled = sorted(name for name, model in REGISTRY.items() if model.capabilities.labels)
+    assert {"gated_pixelcnn", "pixelsnail"} <= set(labelled)
+    for model in labelled:
+        check_model_matches_data(
+            compose_train(f"model={model}", "model.conditional=true", "data=mnist")
+        )
+        with pytest.raises(ConfigError, match="needs labelled data, but data=binarized_mnist"):
+            check_model_matches_data(compose_train(f"model={model}", "model.conditional=true"))
+    with pytest.raises(ConfigError, match="model=pixelcnn cannot condition on class labels"):
+        check_model_matches_data(compose_train("model=pixelcnn", "+model.conditional=true"))
+
+
+@pytest.mark.parametrize("model", sorted(IMAGE_MODELS))
 def test_model_configs_build_their_networks(model):
     from hydra.utils import instantiate
 
     cfg = compose_train(f"model={model}")
     net = instantiate(cfg.model.module.net)
     x = __import__("torch").zeros(2, 1, 28, 28)
-    if model != "autoencoder":
+    if REGISTRY[model].capabilities.density:
         assert net.log_prob(x).shape == (2,)
 
 
@@ -167,10 +221,17 @@ def test_a_preset_with_a_model_is_that_models_experiment(preset, model):
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-@pytest.mark.parametrize("model", sorted(PIXEL_MODELS | ATTENTION_MODELS))
+@pytest.mark.parametrize("model", sorted(LEVEL_MODELS))
 def test_presets_compose_with_every_pixel_model(preset, model):
-    if preset == "pixel_cifar10" and model in ATTENTION_MODELS:
-        pytest.skip("the preset sets num_layers, which the attention models do not have")
+    import inspect
+
+    from hydra.utils import get_class
+
+    preset_net = OmegaConf.load(CONF / "experiment" / f"{preset}.yaml")
+    sizes = set(OmegaConf.select(preset_net, "model.module.net", default=None) or {})
+    accepted = inspect.signature(get_class(REGISTRY[model].net_target)).parameters
+    if not sizes <= set(accepted):
+        pytest.skip(f"the preset sets {sorted(sizes - set(accepted))}, which {model} does not have")
     cfg = compose_train(f"experiment={preset}", f"model={model}")
     assert (cfg.model.name, cfg.data.name) == (model, preset.removeprefix("pixel_"))
     assert cfg.tags == [f"{model}_{cfg.data.name}"]

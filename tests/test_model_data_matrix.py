@@ -1,13 +1,18 @@
-"""Every model trains end to end through the train.py path on a small slice of every dataset it
-supports: fit, test on the best checkpoint, summary."""
+"""Every registered model trains end to end through the train.py path on a small slice of each
+kind of data its class declares it can model (binary images; RGB images of 256 levels; labels;
+text): fit, test on the best checkpoint, summary. The pairs come from the registry
+(``argen.training.registry``), so a new model is in the matrix by being registered."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from omegaconf import OmegaConf
 
-from tests.conftest import DATA_DIR, train_in_process
+from argen.models.base import IMAGE, TEXT
+from argen.training.registry import registered_models
+from tests.conftest import DATA_DIR, ROOT, train_in_process
 
 pytestmark = pytest.mark.slow  # end-to-end runs of train.py
 
@@ -20,10 +25,17 @@ FAST = [
     "callbacks.rich_progress_bar=null",
     "callbacks.image_logger=null",  # image logging has its own end-to-end test
 ]
-# Timing one sample is part of the summary; PixelRNN's samplers are too slow for a smoke test
-# on a CPU (their sampling is tested in test_pixelrnn.py).
-SLOW_SAMPLERS = {"row_lstm", "diagonal_bilstm"}
+REGISTRY = registered_models(ROOT / "conf")
 
+
+def slow_sampler(model: str) -> bool:
+    """A model config that sets its own ``num_samples`` says its sampler is slow (the PixelRNNs):
+    timing one sample is part of the summary, too slow for a smoke test on a CPU (their sampling
+    is tested in their own tests)."""
+    return "num_samples" in OmegaConf.load(ROOT / "conf" / "model" / f"{model}.yaml")
+
+
+# Sizes that keep a CPU smoke run short; a model not named here trains at its config's sizes.
 TINY_MODELS = {
     "made": ["model.module.net.hidden_sizes=[16]"],
     "fvsbn": [],
@@ -33,6 +45,20 @@ TINY_MODELS = {
     "gated_pixelcnn": ["model.module.net.hidden_channels=8", "model.module.net.num_layers=2"],
     "row_lstm": ["model.module.net.hidden_channels=8", "model.module.net.num_layers=1"],
     "diagonal_bilstm": ["model.module.net.hidden_channels=8", "model.module.net.num_layers=1"],
+    "pixelsnail": [
+        "model.module.net.hidden_channels=8",
+        "model.module.net.num_blocks=1",
+        "model.module.net.num_res_blocks=1",
+        "model.module.net.key_channels=4",
+        "model.module.net.value_channels=4",
+    ],
+    "image_transformer": [
+        "model.module.net.dim=16",
+        "model.module.net.num_layers=1",
+        "model.module.net.num_heads=1",
+    ],
+    "char_rnn": ["model.module.net.hidden_size=16", "model.module.net.num_layers=1"],
+    "char_transformer": ["model.module.net.dim=16", "model.module.net.num_layers=1"],
 }
 
 IMAGE_DATA = {
@@ -41,20 +67,26 @@ IMAGE_DATA = {
     "image_npz": (["data.datamodule.max_examples=20"], "cifar10_subset"),
 }
 
+# Each kind of image data once: binary (binarized MNIST), and RGB of 256 levels (the CIFAR-10
+# subset); 8-bit grey MNIST is the labelled data of the class-conditional runs below.
 PAIRS = [
-    ("made", "binarized_mnist"),
-    ("fvsbn", "binarized_mnist"),
-    ("nade", "binarized_mnist"),
-    ("pixelcnn", "binarized_mnist"),
-    ("pixelcnn", "mnist"),
-    ("pixelcnn", "image_npz"),
-    ("gated_pixelcnn", "binarized_mnist"),
-    ("gated_pixelcnn", "image_npz"),
-    ("row_lstm", "binarized_mnist"),
-    ("row_lstm", "image_npz"),
-    ("diagonal_bilstm", "binarized_mnist"),
-    ("diagonal_bilstm", "mnist"),
+    (name, data)
+    for name, model in REGISTRY.items()
+    if model.capabilities.density
+    for data, levels in (("binarized_mnist", 2), ("image_npz", 256))
+    if model.can_model(IMAGE, levels)
 ]
+LABELLED = [name for name, model in REGISTRY.items() if model.capabilities.labels]
+TEXT_MODELS = [name for name, model in REGISTRY.items() if model.can_model(TEXT)]
+
+
+def test_the_matrix_covers_every_registered_model():
+    covered = {m for m, _ in PAIRS} | set(TEXT_MODELS) | {"autoencoder"}
+    assert covered == set(REGISTRY)
+    assert ("made", "binarized_mnist") in PAIRS and ("made", "image_npz") not in PAIRS
+    assert ("pixelsnail", "image_npz") in PAIRS and {"gated_pixelcnn", "pixelsnail"} <= set(
+        LABELLED
+    )
 
 
 @pytest.mark.parametrize(("model", "data"), PAIRS)
@@ -62,12 +94,12 @@ def test_image_model_trains_end_to_end(tmp_path, model, data):
     data_overrides, needed = IMAGE_DATA[data]
     if not (DATA_DIR / needed).exists():
         pytest.skip(f"{DATA_DIR / needed} not present")
-    num_samples = 0 if model in SLOW_SAMPLERS or data == "image_npz" else 1
+    num_samples = 0 if slow_sampler(model) or data == "image_npz" else 1
     summary = train_in_process(
         tmp_path,
         f"model={model}",
         f"data={data}",
-        *TINY_MODELS[model],
+        *TINY_MODELS.get(model, []),
         *data_overrides,
         *FAST,
         f"summary.num_samples={num_samples}",
@@ -101,24 +133,25 @@ def test_autoencoder_reports_reconstruction_loss_and_never_an_nll(tmp_path):
 
 
 @pytest.mark.skipif(not (DATA_DIR / "MNIST" / "raw").exists(), reason="no MNIST")
-def test_class_conditional_gated_pixelcnn_on_labelled_mnist(tmp_path):
+@pytest.mark.parametrize("model", LABELLED)
+def test_class_conditional_model_on_labelled_mnist(tmp_path, model):
     summary = train_in_process(
         tmp_path,
-        "model=gated_pixelcnn",
+        f"model={model}",
         "model.conditional=true",
         "data=mnist",
-        *TINY_MODELS["gated_pixelcnn"],
+        *TINY_MODELS.get(model, []),
         "data.datamodule.max_examples=40",
         *FAST,
+        f"summary.num_samples={0 if slow_sampler(model) else 1}",
     )
     assert summary["test_nll"] > 0
 
 
-def text_overrides(tmp_path) -> list[str]:
+def text_overrides(tmp_path, model: str = "char_rnn") -> list[str]:
     return [
-        "model=char_rnn",
-        "model.module.net.hidden_size=16",
-        "model.module.net.num_layers=1",
+        f"model={model}",
+        *TINY_MODELS.get(model, []),
         "model.module.sample_length=20",
         "data.datamodule.seq_len=20",
         "data.datamodule.batch_size=8",
@@ -141,10 +174,11 @@ def test_char_rnn_on_tinyshakespeare(tmp_path):
     assert math.isclose(summary["test_bits_per_dim"], bits_per_char, rel_tol=1e-5)
 
 
-def test_char_rnn_on_any_text_file(tmp_path):
+@pytest.mark.parametrize("model", TEXT_MODELS)
+def test_text_model_on_any_text_file(tmp_path, model):
     path = tmp_path / "corpus.txt"
     path.write_text("the quick brown fox jumps over the lazy dog\n" * 60)
     summary = train_in_process(
-        tmp_path, "data=text", f"data.datamodule.path={path}", *text_overrides(tmp_path)
+        tmp_path, "data=text", f"data.datamodule.path={path}", *text_overrides(tmp_path, model)
     )
-    assert summary["data"] == "text" and summary["test_nll"] > 0
+    assert summary["model"] == model and summary["data"] == "text" and summary["test_nll"] > 0

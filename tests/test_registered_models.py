@@ -1,5 +1,7 @@
 """The quality bar, applied to every registered model: a model is registered by its config file,
-``conf/model/<name>.yaml``, and is checked here by being registered, with no test of its own needed.
+``conf/model/<name>.yaml`` (``argen.training.registry``), and is checked here by being registered,
+with no test of its own needed; what data it is checked on follows from what its class declares it
+can model (``capabilities``, ``argen.models.base``).
 
 Each density model is built from its own config (default sizes) on a tiny dataset shape, with
 peaked random weights, and must pass the shared checks of ``tests/ar_checks.py``:
@@ -31,16 +33,16 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from argen.training.config_checks import TEXT, model_kind
+from argen.models.base import IMAGE, TEXT
+from argen.training.registry import registered_models
 from argen.training.resolvers import register_resolvers
 from tests.ar_checks import all_discrete, assert_autoregressive, assert_normalized, raster_order
 
 pytestmark = pytest.mark.slow  # ~2 minutes alone on 2 cores: every model at its default width
 
 ROOT = Path(__file__).resolve().parents[1]
-REGISTERED = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
-NOT_DENSITY_MODELS = {"autoencoder": "the non-generative baseline: no likelihood, no sampler"}
-BINARY_ONLY = {"fvsbn", "nade", "made"}  # Bernoulli conditionals by definition
+REGISTRY = registered_models(ROOT / "conf")
+REGISTERED = sorted(REGISTRY)
 
 # Tiny instances: (data config, overrides). Every input of each is enumerated (at most 3^6).
 BINARY_IMAGES = ("binarized_mnist", ["data.shape=[1,2,2]"])
@@ -52,19 +54,17 @@ NUM_SAMPLES = 6000
 
 @functools.cache
 def cases() -> list:
-    """(model, data) pairs: every registered density model on each kind of data it models."""
-    register_resolvers()
+    """(model, data) pairs: every registered density model on each kind of data it declares it
+    can model (text; binary images; and 3-level RGB images unless it is binary-only)."""
     params = []
-    for name in REGISTERED:
-        if name in NOT_DENSITY_MODELS:
+    for name, model in REGISTRY.items():
+        if not model.capabilities.density:
             continue
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[f"model={name}"])
-        if model_kind(cfg) == TEXT:
+        if model.can_model(TEXT):
             params.append(pytest.param(name, TEXT_DATA, id=f"{name}-text"))
-            continue
-        params.append(pytest.param(name, BINARY_IMAGES, id=f"{name}-binary"))
-        if name not in BINARY_ONLY:
+        if model.can_model(IMAGE, 2):
+            params.append(pytest.param(name, BINARY_IMAGES, id=f"{name}-binary"))
+        if model.can_model(IMAGE, 3):
             params.append(pytest.param(name, LEVEL_IMAGES, id=f"{name}-3levels"))
     return params
 
@@ -191,8 +191,44 @@ def test_the_frequency_check_catches_a_sampler_of_another_distribution():
         assert_frequencies_match(tempered, inputs.flatten(1).float(), exact)
 
 
-def test_every_registered_model_is_checked_or_named_as_no_density_model():
+def test_every_registered_model_is_checked_or_declares_no_density():
     checked = {param.values[0] for param in cases()}
-    assert checked | set(NOT_DENSITY_MODELS) == set(REGISTERED)
-    assert not checked & set(NOT_DENSITY_MODELS)
-    assert {"made", "pixelcnn", "char_rnn"} <= checked
+    no_density = {name for name, model in REGISTRY.items() if not model.capabilities.density}
+    assert checked | no_density == set(REGISTERED) and not checked & no_density
+    assert "autoencoder" in no_density  # the non-generative baseline: no likelihood, no sampler
+    binary_only = {name for name, model in REGISTRY.items() if model.capabilities.binary_only}
+    assert {"fvsbn", "nade", "made"} <= binary_only  # Bernoulli conditionals by definition
+    assert not binary_only & {"pixelcnn", "row_lstm", "image_transformer"}
+    assert {"made", "pixelcnn", "char_rnn", "char_transformer"} <= checked
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_the_declaration_matches_the_config(name):
+    """The network class's declared capabilities agree with its config: the LightningModule
+    trains the same kind of data, a binary-only model refuses 3 levels, and a model that declares
+    labels has the ``conditional`` switch (and builds with ``num_classes``), others have none."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_class
+
+    from argen.core.errors import ConfigError
+    from argen.training.config_checks import check_model_matches_data
+
+    capabilities = REGISTRY[name].capabilities
+    data = "tinyshakespeare" if capabilities.data == TEXT else "cifar10"
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}", f"data={data}"])
+    module = get_class(cfg.model.module._target_)
+    assert getattr(module, "data_kind", IMAGE) == capabilities.data
+    if capabilities.binary_only:
+        with pytest.raises(ConfigError, match="models binary data"):
+            check_model_matches_data(cfg)
+        with pytest.raises(InstantiationException, match="models binary data"):
+            build(name, LEVEL_IMAGES)
+    else:
+        check_model_matches_data(cfg)
+    assert ("conditional" in cfg.model) == capabilities.labels
+    if capabilities.labels:
+        overrides = ["data.shape=[3,1,2]", "data.num_levels=3", "data.num_classes=4"]
+        net, _ = build(name, ("cifar10", [*overrides, "model.conditional=true"]))
+        assert net.num_classes == 4

@@ -15,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from argen.core.errors import ConfigError
+from argen.models.base import IMAGE, TEXT, Capabilities, capabilities_of
 from argen.training.budget import given_budgets
+from argen.training.registry import models_for
 
-TEXT, IMAGE = "text", "image"
 NOUNS = {TEXT: "text", IMAGE: "images"}
 HINTS = {
     TEXT: "a text dataset (data=tinyshakespeare, or data=text data.datamodule.path=FILE)",
@@ -30,22 +31,62 @@ def data_kind(cfg: DictConfig) -> str:
     return IMAGE if "num_levels" in cfg.data else TEXT
 
 
-def model_kind(cfg: DictConfig) -> str:
-    """What the model's LightningModule trains on (its class attribute ``data_kind``)."""
-    target = OmegaConf.select(cfg, "model.module._target_")
+def model_class(cfg: DictConfig) -> type:
+    """The network class the model config builds (``model.module.net._target_``), imported."""
+    target = OmegaConf.select(cfg, "model.module.net._target_")
     if not target:
-        raise ConfigError(f"model={cfg.model.get('name')} has no model.module._target_ to build")
-    return getattr(get_class(target), "data_kind", IMAGE)
+        raise ConfigError(
+            f"model={cfg.model.get('name')} has no model.module.net._target_ to build"
+        )
+    try:
+        return get_class(target)
+    except ImportError as exc:
+        raise ConfigError(
+            f"model={cfg.model.get('name')}: model.module.net._target_={target} cannot be "
+            f"imported ({exc})"
+        ) from None
+
+
+def model_capabilities(cfg: DictConfig) -> Capabilities:
+    """What the config's network class declares it can model (``argen.models.base``)."""
+    try:
+        return capabilities_of(model_class(cfg))
+    except TypeError as exc:
+        raise ConfigError(f"model={cfg.model.get('name')}: {exc}") from None
+
+
+def model_kind(cfg: DictConfig) -> str:
+    """What the model's network models: ``"image"`` or ``"text"`` (its declared capabilities)."""
+    return model_capabilities(cfg).data
 
 
 def check_model_matches_data(cfg: DictConfig) -> None:
+    """The model's declared capabilities admit the data: its kind (images or text), its number of
+    levels (binary-only models) and, for ``model.conditional=true``, labels."""
     model, data = cfg.model.get("name"), cfg.data.get("name")
-    wanted, have = model_kind(cfg), data_kind(cfg)
+    capabilities, have = model_capabilities(cfg), data_kind(cfg)
+    wanted = capabilities.data
     if wanted != have:
         raise ConfigError(
             f"model={model} models {NOUNS[wanted]}, but data={data} is {NOUNS[have]}: "
             f"use {HINTS[wanted]}, or a model of {NOUNS[have]}"
         )
+    levels = OmegaConf.select(cfg, "data.num_levels", throw_on_resolution_failure=False)
+    if have == IMAGE and isinstance(levels, int) and capabilities.refusal(have, levels):
+        others = ", ".join(f"model={name}" for name in models_for(IMAGE, levels))
+        raise ConfigError(
+            f"model={model} cannot model data={data}: {model_class(cfg).__name__} models binary "
+            f"data (num_levels=2), but the data has num_levels={levels}: use a binary dataset "
+            f"(data=binarized_mnist) or a model of {levels} levels ({others})"
+        )
+    if OmegaConf.select(cfg, "model.conditional", throw_on_resolution_failure=False) is True:
+        if not capabilities.labels:
+            raise ConfigError(f"model={model} cannot condition on class labels: drop conditional")
+        if OmegaConf.select(cfg, "data.num_classes", throw_on_resolution_failure=False) is None:
+            raise ConfigError(
+                f"model.conditional=true needs labelled data, but data={data} has no "
+                "data.num_classes: use labelled data (data=mnist, data=cifar10) or drop it"
+            )
 
 
 def check_resolves(cfg: DictConfig) -> None:
