@@ -32,32 +32,6 @@ def csv_facts(run_dir: Path) -> dict:
     }
 
 
-def measured_training(run_dir: Path) -> dict:
-    """The training cost recorded in ``last.ckpt`` by argen's ``Throughput`` callback (its
-    cumulative counts when the checkpoint was written) and the optimizer steps taken."""
-    from argen.training.checkpoint import read_checkpoint
-
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        return {}
-    checkpoint = read_checkpoint(last)
-    states = checkpoint.get("callbacks", {})
-    state = next((v for k, v in states.items() if str(k).startswith("Throughput")), None)
-    facts: dict = {}
-    if "global_step" in checkpoint:
-        facts["optimizer_steps"] = int(checkpoint["global_step"])
-    if not state:
-        return facts
-    facts["examples_seen"] = int(state["examples"])
-    if "cpu_seconds" in state:  # checkpoints written before argen measured CPU time have none
-        facts["cpu_seconds"] = round(float(state["cpu_seconds"]), 3)
-    seconds = float(state.get("seconds", 0.0))
-    if seconds > 0:
-        facts["wall_seconds"] = round(seconds, 3)
-        facts["train_examples_per_sec"] = state["examples"] / seconds
-    return facts
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -67,6 +41,7 @@ def main() -> None:
     import torch
 
     from argen.evaluate import evaluate
+    from argen.training.callbacks.throughput import measured_training
     from argen.training.checkpoint import load_checkpoint
     from argen.training.resolvers import register_resolvers
     from argen.training.run import count_parameters

@@ -282,17 +282,11 @@ def test_an_examples_budget_is_met_exactly_with_grouped_steps(tmp_path):
 
 
 def test_finish_summary_copies_only_what_the_run_measured(tmp_path):
-    """benchmarks/finish_summary.py takes the training cost from last.ckpt's Throughput state,
-    examples/s as examples over measured seconds; no train_seconds from trainer.max_time."""
-    import importlib.util
+    """benchmarks/finish_summary.py takes the training cost from last.ckpt's Throughput state
+    (argen.training.callbacks.throughput.measured_training), examples/s as examples over measured
+    seconds; no train_seconds from trainer.max_time."""
+    from argen.training.callbacks import throughput as finish
 
-    from tests.conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location(
-        "finish_summary", ROOT / "benchmarks" / "finish_summary.py"
-    )
-    finish = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(finish)
     (tmp_path / "checkpoints").mkdir()
     state = {"examples": 600, "characters": 0, "seconds": 12.0, "cpu_seconds": 11.5}
     torch.save(

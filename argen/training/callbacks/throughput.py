@@ -17,6 +17,8 @@ those against them (``argen.training.loggers``).
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -157,3 +159,29 @@ class Throughput(L.Callback):
         self.characters = int(state_dict.get("characters", 0))
         self.seconds = float(state_dict.get("seconds", 0.0))
         self.cpu_seconds = float(state_dict.get("cpu_seconds", 0.0))
+
+
+def measured_training(run_dir: Path) -> dict[str, Any]:
+    """The training cost recorded in ``last.ckpt`` by argen's ``Throughput`` callback (its
+    cumulative counts when the checkpoint was written) and the optimizer steps taken."""
+    from argen.training.checkpoint import read_checkpoint
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return {}
+    checkpoint = read_checkpoint(last)
+    states = checkpoint.get("callbacks", {})
+    state = next((v for k, v in states.items() if str(k).startswith("Throughput")), None)
+    facts: dict[str, Any] = {}
+    if "global_step" in checkpoint:
+        facts["optimizer_steps"] = int(checkpoint["global_step"])
+    if not state:
+        return facts
+    facts["examples_seen"] = int(state["examples"])
+    if "cpu_seconds" in state:  # checkpoints written before argen measured CPU time have none
+        facts["cpu_seconds"] = round(float(state["cpu_seconds"]), 3)
+    seconds = float(state.get("seconds", 0.0))
+    if seconds > 0:
+        facts["wall_seconds"] = round(seconds, 3)
+        facts["train_examples_per_sec"] = state["examples"] / seconds
+    return facts
