@@ -2,8 +2,8 @@
 training FLOPs, or process CPU seconds (``budget:`` in conf/train.yaml; at most one is set).
 
 * ``steps``: optimizer steps, set as the Trainer's ``max_steps`` (exact, also when PixelCNN and
-  Gated PixelCNN group several steps per Lightning batch: ``argen.modules.amortized`` cuts a group where
-  ``max_steps`` ends).
+  Gated PixelCNN group several steps per Lightning batch: ``argen.data.groups`` cuts a group
+  where ``max_steps`` ends).
 * ``examples``: the fewest optimizer steps after which at least that many training examples have
   been seen (the epoch's last batch may be partial; for text an example is a training window).
 * ``flops``: training FLOPs as ``argen.training.flops`` counts them (per example, once, then multiplied by
