@@ -92,10 +92,11 @@ def every_input(data: dict) -> torch.Tensor:
 
 
 def generation_order(net: torch.nn.Module, data: dict) -> torch.Tensor:
-    for attribute in ("ordering", "order"):
-        order = getattr(net, attribute, None)
-        if isinstance(order, torch.Tensor):
-            return order
+    """The order a model generates in: its ``ordering`` tensor (FVSBN, NADE, MADE), else raster
+    order (or left to right for text)."""
+    order = getattr(net, "ordering", None)
+    if isinstance(order, torch.Tensor):
+        return order
     if "num_levels" not in data:
         return torch.arange(LENGTH)
     return raster_order(*data["shape"])
