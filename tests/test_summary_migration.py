@@ -91,7 +91,7 @@ def test_every_committed_summary_loads_at_the_current_version():
 
 
 def test_the_committed_text_results_say_their_kind():
-    texts = sorted((RESULTS / "tinyshakespeare").glob(f"*/{SUMMARY_FILE}"))
+    texts = sorted((RESULTS / "tinyshakespeare").rglob(SUMMARY_FILE))
     assert texts
     for path in texts:
         raw = json.loads(path.read_text())
