@@ -96,7 +96,7 @@ class ARModule(L.LightningModule):
         num_dims: dimensions of one example, the ``D`` of bits/dim (1 for a character).
     """
 
-    data_kind = "image"  # what train.py may pair it with (argen.training.config_checks)
+    data_kind = "image"  # run.py reads it; the registry test checks it agrees with the net
     monitor = MONITOR  # the validation metric checkpoints and plateau schedulers watch
 
     def __init__(

@@ -57,7 +57,7 @@ class TextModule(ARModule):
             setup or from the checkpoint when not given.
     """
 
-    data_kind = "text"  # what train.py may pair it with (argen.training.config_checks)
+    data_kind = "text"  # run.py reads it; the registry test checks it agrees with the net
 
     def __init__(
         self,
