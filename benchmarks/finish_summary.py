@@ -41,10 +41,10 @@ def main() -> None:
     import torch
 
     from argen.evaluate import evaluate
+    from argen.models.base import count_parameters
     from argen.training.callbacks.throughput import measured_training
     from argen.training.checkpoint import load_checkpoint
     from argen.training.resolvers import register_resolvers
-    from argen.training.run import count_parameters
     from argen.training.summary import read_summary_file, write_summary_file
 
     register_resolvers()

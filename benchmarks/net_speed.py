@@ -7,12 +7,13 @@ turn, ``--repeats`` times) and reports medians:
 
 * before: what the networks ran until this change, kept reachable for this comparison: dense
   masked convolutions (``conv_impl="dense"``: the k x k kernel times its mask, on a padded copy),
-  the heads' generic ``log_prob`` (``PixelHead.log_prob``), MADE's ``F.linear(x, weight * mask,
-  bias)`` (``MaskedLinear.fused = False``), and the full input values check in every step
-  (``log_prob``);
+  the heads' generic ``log_prob`` (``PixelHead.log_prob``), MADE's dense ``F.linear(x, weight *
+  mask, bias)`` (``linear_impl="dense"``, ``MaskedLinear.fused = False``), and the full input
+  values check in every step (``log_prob``);
 * after: the default path: ``conv_impl="auto"`` (only the unmasked taps' rows, channels-last on a
   CPU, no padded copy or mask product where none is needed), the heads' fused ``log_prob``, MADE's
-  one-node masked linear layers, and ``training_loss``, which
+  packed layers (a single mask: only the blocks it keeps are stored, multiplied and updated by
+  the optimizer; ``argen.models.packed_linear``), and ``training_loss``, which
   checks only the inputs' form (``DensityModule`` checks their values once per batch, or once per
   group of ``steps_per_call`` batches; the ``+ check`` rows add that check to every step);
 * minimal: a network of the same shape written the usual way (masks multiplied into the weights
@@ -272,7 +273,7 @@ def training_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
         rows.append((f"{name} {kw['shape']}, batch {batch}", before, after, x))
     made = cfg["made"]
     torch.manual_seed(0)
-    net = MADE(**made)
+    net = MADE(**made, linear_impl="dense")
     for layer in net.modules():
         if isinstance(layer, MaskedLinear):
             layer.fused = False  # the reference F.linear(x, weight * mask, bias)

@@ -23,7 +23,7 @@ def published_run(tmp_path, *overrides: str):
             "train", overrides=["logger=none", "data.datamodule.max_examples=60", *overrides]
         )
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     config = OmegaConf.to_container(cfg, resolve=False)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "epochs.csv").write_text(OLD_ROWS)
@@ -33,6 +33,9 @@ def published_run(tmp_path, *overrides: str):
 @needs_data("binarized_mnist")
 def test_each_epoch_gets_its_examples_and_flops_and_keeps_its_metrics(tmp_path):
     run = published_run(tmp_path, "model=made", "model.module.net.hidden_sizes=[16]")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["model"]["module"]["net"]["linear_impl"]  # a run from before packed layers
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
     line = count_run(run, str(DATA_DIR))
     assert "60 examples an epoch, 2 epochs" in line
     rows = list(csv.DictReader((run / "epochs.csv").open()))
@@ -43,6 +46,11 @@ def test_each_epoch_gets_its_examples_and_flops_and_keeps_its_metrics(tmp_path):
     forward = 2 * (784 * 16 + 16 * 784)
     assert per_example[0] == per_example[1] == pytest.approx(3 * forward - 2 * 784 * 16, rel=0.05)
     assert [r["val/nll"] for r in rows] == ["120.5", "110.25"]  # metrics untouched
+    # Today's single-mask MADE is packed: about (1 + 1/4) / 2 of that work, and counted so
+    packed = published_run(tmp_path / "packed", "model=made", "model.module.net.hidden_sizes=[16]")
+    count_run(packed, str(DATA_DIR))
+    row = next(csv.DictReader((packed / "epochs.csv").open()))
+    assert 0.5 < float(row["train_flops"]) / int(row["examples_seen"]) / per_example[0] < 0.75
     before = (run / "epochs.csv").read_text()
     assert "already has train_flops" in count_run(run, str(DATA_DIR))
     assert (run / "epochs.csv").read_text() == before

@@ -85,3 +85,23 @@ def test_an_old_run_directory_reads_as_todays_set_up(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(OLD_MADE))
     assert read_config(tmp_path) == upgrade_targets(OLD_MADE)
     assert read_config(tmp_path)["model"]["module"]["_target_"].startswith("argen.modules.")
+
+
+def test_a_made_run_from_before_packed_layers_resumes_with_dense_layers(tmp_path):
+    """Its optimizer state has the dense layers' shapes: the resumed run builds them."""
+    from argen.training.run import check_resume_checkpoint
+
+    old = {**OLD_MADE, "data": {"name": "binarized_mnist"}}
+    path = tmp_path / "old.ckpt"
+    torch.save({CONFIG_KEY: old, "state_dict": {}}, path)
+    net = {"_target_": "argen.models.made.MADE", "linear_impl": "auto"}
+    cfg = OmegaConf.create(
+        {"model": {"name": "made", "module": {"net": net}}, "data": {"name": "binarized_mnist"}}
+    )
+    check_resume_checkpoint(cfg, str(path))
+    assert cfg.model.module.net.linear_impl == "dense"
+    new = {**old, "model": {**old["model"], "module": {"net": net}}}
+    torch.save({CONFIG_KEY: new, "state_dict": {}}, path)  # written with linear_impl: as asked
+    cfg.model.module.net.linear_impl = "auto"
+    check_resume_checkpoint(cfg, str(path))
+    assert cfg.model.module.net.linear_impl == "auto"

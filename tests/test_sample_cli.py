@@ -63,7 +63,10 @@ def write_checkpoint(
     module = instantiate(cfg.model.module)
     state = module.state_dict()
     if bias is not None:
-        state = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()}
+        state = {  # zero weights; the masks stay (a packed MADE keeps its own)
+            k: torch.zeros_like(v) if v.is_floating_point() and not k.endswith("mask") else v
+            for k, v in state.items()
+        }
         state[OUTPUT_BIAS[model]].fill_(bias)
     checkpoint = {"state_dict": state, CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True)}
     if model == "char_rnn":

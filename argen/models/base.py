@@ -106,6 +106,18 @@ class DensityModel(nn.Module):
         validate_form(x, self.shape, type(self).__name__)
 
 
+def count_parameters(module: nn.Module) -> int:
+    """The parameters of ``module`` as papers count them: a layer that stores only what its mask
+    keeps (``num_dense_parameters``, e.g. ``PackedMaskedLinear``) counts its dense shape, so a
+    model's count does not depend on how its layers are stored."""
+    total, packed = 0, set()
+    for sub in module.modules():
+        if hasattr(sub, "num_dense_parameters"):
+            total += sub.num_dense_parameters()
+            packed.update(id(p) for p in sub.parameters())
+    return total + sum(p.numel() for p in module.parameters() if id(p) not in packed)
+
+
 def validate_form(x: torch.Tensor, shape: Sequence[int], who: str) -> None:
     """Raise unless ``x`` is a floating tensor [B, *shape] (no pass over its values)."""
     if not isinstance(x, torch.Tensor):

@@ -33,6 +33,9 @@ from argen.models.base import Capabilities
 from argen.models.cached_sampling import check_sampler
 from argen.models.ordered_sampling import OrderedModel
 from argen.models.ordering import ORDERINGS, draw_ordering
+from argen.models.packed_linear import PackedMaskedLinear
+
+LINEAR_IMPLS = ("auto", "dense", "packed")
 
 
 def _take(matrix: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -104,6 +107,10 @@ class MADE(OrderedModel):
             rename still load).
         sampler: ``"cached"`` (one forward pass' work per sample) or ``"naive"`` (D passes);
             identical samples.
+        linear_impl: ``"packed"`` stores and multiplies only the blocks a fixed mask keeps
+            (``PackedMaskedLinear``: about 0.6 of the weights and multiply-adds; one mask only),
+            ``"dense"`` the whole weight times the mask (``MaskedLinear``); ``"auto"``: packed
+            with one mask, else dense. The same function and state dict either way.
 
     Attributes:
         ordering: LongTensor buffer [D], the active mask's ordering (``ordering[k]`` is the k-th
@@ -128,9 +135,14 @@ class MADE(OrderedModel):
         ordering_seed: int = 0,
         seed: int | None = None,
         sampler: str = "cached",
+        linear_impl: str = "auto",
     ) -> None:
         super().__init__(shape, num_levels)
         self.sampler = check_sampler(sampler)
+        if linear_impl not in LINEAR_IMPLS:
+            raise ValueError(f"linear_impl must be one of {LINEAR_IMPLS}, got {linear_impl!r}")
+        if linear_impl == "packed" and num_masks != 1:
+            raise ValueError("linear_impl='packed' needs one fixed mask (num_masks=1)")
         if seed is not None:
             if ordering_seed not in (0, seed):
                 raise ValueError(
@@ -165,6 +177,19 @@ class MADE(OrderedModel):
         # The active mask is a buffer, so a resumed run continues the cycle where it stopped.
         self.register_buffer("active_mask", torch.tensor(-1))
         self.use_mask(0)
+        if linear_impl == "packed" or (linear_impl == "auto" and self.num_masks == 1):
+            self._pack()
+
+    def _pack(self) -> None:
+        """Swap every layer for its packed form: the single mask never changes again."""
+
+        def packed(layer: MaskedLinear) -> PackedMaskedLinear:
+            return PackedMaskedLinear(layer.weight, layer.bias, layer.mask)
+
+        self.hidden_layers = nn.ModuleList(packed(layer) for layer in self.hidden_layers)
+        self.output_layer = packed(self.output_layer)
+        if self.direct is not None:
+            self.direct = packed(self.direct)
 
     @property
     def mask_index(self) -> int:

@@ -7,7 +7,8 @@ A run directory (a published run under ``results/``: ``config.yaml`` and ``epoch
 ``examples_seen`` (the training examples of the completed epochs: epochs x the training split
 that the run's config loads) and ``train_flops`` (that times the FLOPs per example that
 ``argen.training.flops`` counts on the network the config builds; the count depends only on the
-network's shapes, so it is the count the run would have recorded). So converged runs made before
+network's shapes, so it is the count the run would have recorded; a MADE config from before
+``linear_impl`` is counted with the dense layers it built then). So converged runs made before
 FLOP counting (FVSBN, NADE, MADE) join the learning curves against FLOPs. Process CPU seconds
 cannot be recovered after the fact and stay absent. A network whose work is all element-wise
 (NADE) has no countable FLOPs and is left as it is, with a line saying so.
@@ -27,7 +28,7 @@ from omegaconf import OmegaConf
 
 from argen.core.atomic import atomic_write
 from argen.training.flops import flops_per_example
-from argen.training.legacy import upgrade_targets
+from argen.training.legacy import dense_made_layers, upgrade_targets
 from argen.training.resolvers import register_resolvers
 
 EPOCHS_CSV = "epochs.csv"
@@ -46,6 +47,8 @@ def count_run(run_dir: Path, data_dir: str) -> str:
         return f"{run_dir}: validates within epochs; only end-of-epoch rows can be counted"
     register_resolvers()
     config = upgrade_targets(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    if dense_made_layers(config):
+        config["model"]["module"]["net"]["linear_impl"] = "dense"
     config.setdefault("paths", {})["data_dir"] = data_dir
     cfg = OmegaConf.create(config)
     datamodule = instantiate(cfg.data.datamodule)

@@ -46,3 +46,10 @@ def upgrade_targets(config: Any) -> Any:
     if isinstance(config, list):
         return [upgrade_targets(item) for item in config]
     return config
+
+
+def dense_made_layers(config: dict[str, Any]) -> bool:
+    """Whether a run's config built a MADE before MADE had ``linear_impl`` (its single-mask layers
+    were then dense): resuming it needs ``linear_impl=dense``, the shapes of its optimizer state."""
+    net = ((config.get("model") or {}).get("module") or {}).get("net") or {}
+    return str(net.get("_target_", "")).endswith("made.MADE") and "linear_impl" not in net

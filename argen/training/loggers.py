@@ -27,6 +27,8 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from argen.models.base import count_parameters
+
 GLOBAL_STEP = "trainer/global_step"  # Lightning's x-axis for every metric
 EPOCH = "epoch"  # logged by Lightning with every metric, and by argen with every media panel
 SUMMARY_MIN = ("val/nll", "val/bits_per_dim", "val/recon_loss")  # recon: autoencoder
@@ -105,11 +107,6 @@ class QuietWandbLogger(WandbLogger):
         state = super().__getstate__()
         state["_metrics_defined"] = False
         return state
-
-
-def count_parameters(module: L.LightningModule) -> int:
-    """Number of parameters of ``module`` (trainable or not)."""
-    return sum(p.numel() for p in module.parameters())
 
 
 class ParamsInConfig(L.Callback):

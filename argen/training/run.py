@@ -22,10 +22,11 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from argen.core.atomic import atomic_write
 from argen.core.errors import ConfigError, DiskFullError, find_disk_full
+from argen.models.base import count_parameters
 from argen.models.sampling_progress import on_row
 from argen.training.budget import apply_budget, budget_of, budget_steps, run_budget
 from argen.training.callbacks.budget import CPUSecondsBudget, ValidateAtMaxSteps
@@ -40,6 +41,7 @@ from argen.training.config_checks import check_config, checkpoint_identity
 from argen.training.cpu_memory import keep_freed_memory
 from argen.training.flops import flops_per_example
 from argen.training.gpu_probe import skip_gpu_probe_without_gpu
+from argen.training.legacy import dense_made_layers
 from argen.training.loggers import ParamsInConfig
 from argen.training.provenance import device_name, provenance
 from argen.training.quiet import quiet_libraries
@@ -177,6 +179,14 @@ def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str) -> None:
             f"asks for model={want[0]} data={want[1]}: ask for model={have[0]} data={have[1]} to "
             "resume it, or give a checkpoint of the requested model"
         )
+    net = cfg.model.module.get("net")
+    if dense_made_layers(recorded) and net is not None and net.get("linear_impl") != "dense":
+        with open_dict(cfg):
+            net.linear_impl = "dense"
+        rank_zero_info(
+            f"{ckpt_path} was written by a MADE with dense layers: resuming it with "
+            "model.module.net.linear_impl=dense (its optimizer state has their shapes)"
+        )
 
 
 def group_sweep_runs(cfg: DictConfig) -> None:
@@ -262,10 +272,6 @@ def build_trainer(
         extra["plugins"] = [AtomicCheckpointIO()]  # a full disk never leaves a partial checkpoint
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     return trainer, throughput
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def measure_flops(cfg: DictConfig, module: L.LightningModule, datamodule) -> float | None:
