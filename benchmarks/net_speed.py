@@ -26,7 +26,7 @@ Each row also checks that both sides compute the same NLL (the largest differenc
 Runs on 1 and 2 threads (``--threads``); ``--quick`` shrinks every size to check the script runs.
 Do not take numbers while other jobs use the machine.
 
-    python benchmarks/net_speed.py [--quick] [--threads 1 2] [--repeats 5] [--steps 3]
+    python benchmarks/net_speed.py [--quick] [--threads 1 2] [--repeats 5] [--steps 3] [--only MADE]
 
 The full run takes roughly half an hour on two CPU cores (the naive 1 x 8000 MADE sampler and
 the paper-sized PixelCNN dominate); ``--skip-sampling`` leaves the sampling table out.
@@ -227,7 +227,10 @@ def sizes(quick: bool) -> dict:
             "gated": dict(shape=(1, 8, 8), hidden_channels=8, num_layers=2),
             "snail": dict(shape=(1, 8, 8), hidden_channels=8, num_blocks=1, num_res_blocks=1),
             "pixel_batch": 4,
-            "made": dict(shape=(1, 8, 8), hidden_sizes=[50]),
+            "made": [
+                dict(shape=(1, 8, 8), hidden_sizes=[50]),
+                dict(shape=(1, 8, 8), hidden_sizes=[200]),
+            ],
             "made_batch": 20,
             "sampling": [("1 x 50", [50]), ("1 x 200", [200]), ("2 x 200", [200, 200])],
             "sample_shape": (1, 8, 8),
@@ -244,7 +247,10 @@ def sizes(quick: bool) -> dict:
         "gated": dict(shape=(1, 28, 28)),
         "snail": dict(shape=(1, 28, 28)),
         "pixel_batch": 16,
-        "made": dict(shape=(1, 28, 28), hidden_sizes=[500]),
+        "made": [  # the paper's size, and the 8000 units of its best single-mask figure
+            dict(shape=(1, 28, 28), hidden_sizes=[500]),
+            dict(shape=(1, 28, 28), hidden_sizes=[8000]),
+        ],
         "made_batch": 100,
         "sampling": [("1 x 500", [500]), ("1 x 8000", [8000]), ("2 x 8000", [8000, 8000])],
         "sample_shape": (1, 28, 28),
@@ -255,7 +261,11 @@ def binary_batch(shape, n: int, levels: int = 2) -> torch.Tensor:
     return torch.randint(levels, (n, *shape), generator=torch.Generator().manual_seed(1)).float()
 
 
-def training_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
+def made_label(made: dict, batch: int) -> str:
+    return f"MADE 1 x {made['hidden_sizes'][0]}, batch {batch}"
+
+
+def training_rows(cfg: dict, steps: int, repeats: int, only: Callable[[str], bool]) -> list[tuple]:
     """(what, before ms, after ms, NLL gap) per training-step comparison."""
     rows = []
     for label, kwargs, batch in cfg["pixelcnn"]:
@@ -271,27 +281,27 @@ def training_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
         before, after = twin(lambda impl, cls=cls, kw=kw: cls(**kw, conv_impl=impl))
         x = binary_batch(kw["shape"], batch)
         rows.append((f"{name} {kw['shape']}, batch {batch}", before, after, x))
-    made = cfg["made"]
-    torch.manual_seed(0)
-    net = MADE(**made, linear_impl="dense")
-    for layer in net.modules():
-        if isinstance(layer, MaskedLinear):
-            layer.fused = False  # the reference F.linear(x, weight * mask, bias)
-    twin_made = MADE(**made)
-    twin_made.load_state_dict(net.state_dict())
-    x = binary_batch(made["shape"], cfg["made_batch"])
-    rows.append(
-        (f"MADE 1 x {made['hidden_sizes'][0]}, batch {cfg['made_batch']}", net, twin_made, x)
-    )
+    for made in cfg["made"]:
+        torch.manual_seed(0)
+        net = MADE(**made, linear_impl="dense")
+        for layer in net.modules():
+            if isinstance(layer, MaskedLinear):
+                layer.fused = False  # the reference F.linear(x, weight * mask, bias)
+        twin_made = MADE(**made)
+        twin_made.load_state_dict(net.state_dict())
+        x = binary_batch(made["shape"], cfg["made_batch"])
+        rows.append((made_label(made, cfg["made_batch"]), net, twin_made, x))
 
     results = []
     for what, before, after, x in rows:
+        if not only(what):
+            continue
         sides = [
             Side("before", before, loss_before(before)),
             Side("after", after, loss_after(after)),
         ]
-        if isinstance(after, MADE):
-            checked = MADE(**made)
+        if what == made_label(cfg["made"][0], cfg["made_batch"]):
+            checked = MADE(**cfg["made"][0])
             checked.load_state_dict(before.state_dict())
             sides.append(Side("after + check", checked, loss_after(checked, check=True)))
         gap = nll_gap(sides[0].loss, sides[1].loss, x)
@@ -302,7 +312,7 @@ def training_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
     return results
 
 
-def minimal_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
+def minimal_rows(cfg: dict, steps: int, repeats: int, only: Callable[[str], bool]) -> list[tuple]:
     """(what, argen ms, minimal ms, NLL gap): argen's default path against a plain network."""
     results = []
     label, kwargs, batch = cfg["pixelcnn"][0]
@@ -311,18 +321,14 @@ def minimal_rows(cfg: dict, steps: int, repeats: int) -> list[tuple]:
     plain = MinimalPixelCNN(net)
     x = binary_batch(kwargs["shape"], batch)
     pairs = [(f"PixelCNN {label}, batch {batch}", net, plain, x)]
-    torch.manual_seed(0)
-    made = MADE(**cfg["made"])
-    x = binary_batch(cfg["made"]["shape"], cfg["made_batch"])
-    pairs.append(
-        (
-            f"MADE 1 x {cfg['made']['hidden_sizes'][0]}, batch {cfg['made_batch']}",
-            made,
-            MinimalMADE(made),
-            x,
-        )
-    )
+    for kwargs in cfg["made"]:
+        torch.manual_seed(0)
+        made = MADE(**kwargs)
+        x = binary_batch(kwargs["shape"], cfg["made_batch"])
+        pairs.append((made_label(kwargs, cfg["made_batch"]), made, MinimalMADE(made), x))
     for what, argen_net, minimal, x in pairs:
+        if not only(what):
+            continue
         sides = [
             Side("argen", argen_net, loss_after(argen_net)),
             Side("minimal", minimal, minimal.loss),
@@ -387,7 +393,15 @@ def main() -> None:
     parser.add_argument("--sample-repeats", type=int, default=1)
     parser.add_argument("--naive-draws", type=int, default=32, help="passes timed for 2 x 8000")
     parser.add_argument("--skip-sampling", action="store_true")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="time only the rows whose name contains one of these"
+    )
     args = parser.parse_args()
+    wanted = [w.lower() for w in args.only]
+
+    def only(what: str) -> bool:
+        return not wanted or any(w in what.lower() for w in wanted)
+
     torch.set_flush_denormal(True)  # as train.py does on a CPU
     keep_freed_memory()  # as train.py does: a step's freed activations stay in the process
     cfg = sizes(args.quick)
@@ -398,7 +412,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for what, before, after, gap in training_rows(cfg, args.steps, args.repeats):
+        for what, before, after, gap in training_rows(cfg, args.steps, args.repeats, only):
             print(
                 f"| {what} | {threads} | {1e3 * before:.2f} | {1e3 * after:.2f} | "
                 f"{before / after:.2f}x | {gap:.1e} |",
@@ -411,7 +425,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for what, mine, minimal, gap in minimal_rows(cfg, args.steps, args.repeats):
+        for what, mine, minimal, gap in minimal_rows(cfg, args.steps, args.repeats, only):
             print(
                 f"| {what} | {threads} | {1e3 * mine:.2f} | {1e3 * minimal:.2f} | "
                 f"{mine / minimal:.2f} | {gap:.1e} |",

@@ -46,8 +46,13 @@ def test_each_epoch_gets_its_examples_and_flops_and_keeps_its_metrics(tmp_path):
     forward = 2 * (784 * 16 + 16 * 784)
     assert per_example[0] == per_example[1] == pytest.approx(3 * forward - 2 * 784 * 16, rel=0.05)
     assert [r["val/nll"] for r in rows] == ["120.5", "110.25"]  # metrics untouched
-    # Today's single-mask MADE is packed: about (1 + 1/4) / 2 of that work, and counted so
-    packed = published_run(tmp_path / "packed", "model=made", "model.module.net.hidden_sizes=[16]")
+    # A packed single-mask MADE does about (1 + 1/4) / 2 of that work, and is counted so
+    packed = published_run(
+        tmp_path / "packed",
+        "model=made",
+        "model.module.net.hidden_sizes=[16]",
+        "model.module.net.linear_impl=packed",
+    )
     count_run(packed, str(DATA_DIR))
     row = next(csv.DictReader((packed / "epochs.csv").open()))
     assert 0.5 < float(row["train_flops"]) / int(row["examples_seen"]) / per_example[0] < 0.75

@@ -24,7 +24,7 @@ def twins(**kwargs) -> tuple[MADE, MADE]:
     """The same single-mask MADE, dense and packed, with the same weights."""
     torch.manual_seed(0)
     dense = MADE(SHAPE, linear_impl="dense", **kwargs).double()
-    packed = MADE(SHAPE, **kwargs).double()
+    packed = MADE(SHAPE, linear_impl="packed", **kwargs).double()
     packed.load_state_dict(dense.state_dict())
     return dense, packed
 
@@ -92,3 +92,13 @@ def test_a_mask_that_is_not_nested_is_refused_and_packing_needs_one_mask():
     assert not any(
         isinstance(layer, PackedMaskedLinear) for layer in layers(MADE(SHAPE, num_masks=2))
     )
+
+
+def test_auto_packs_the_layers_big_enough_to_gain():
+    """Below ``PACK_MIN_WEIGHTS`` the bands' extra calls cost more than they save."""
+    kinds = [type(layer) for layer in layers(MADE((1, 28, 28), hidden_sizes=[500, 100]))]
+    assert [k.__name__ for k in kinds] == [
+        "PackedMaskedLinear",  # 784 -> 500
+        "MaskedLinear",  # 500 -> 100: 50,000 weights
+        "MaskedLinear",  # 100 -> 784: 78,400 weights
+    ]

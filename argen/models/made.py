@@ -36,6 +36,10 @@ from argen.models.ordering import ORDERINGS, draw_ordering
 from argen.models.packed_linear import PackedMaskedLinear
 
 LINEAR_IMPLS = ("auto", "dense", "packed")
+# linear_impl="auto" packs a layer of at least this many weights: below it the four bands' extra
+# calls cost more than the skipped blocks save (1 thread, batch 100, measured on the 2-core CPU by
+# ``python benchmarks/made_packing.py``: 784 x 100 0.94x, 784 x 250 1.25x, 784 x 500 1.27x).
+PACK_MIN_WEIGHTS = 100_000
 
 
 def _take(matrix: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -109,8 +113,9 @@ class MADE(OrderedModel):
             identical samples.
         linear_impl: ``"packed"`` stores and multiplies only the blocks a fixed mask keeps
             (``PackedMaskedLinear``: about 0.6 of the weights and multiply-adds; one mask only),
-            ``"dense"`` the whole weight times the mask (``MaskedLinear``); ``"auto"``: packed
-            with one mask, else dense. The same function and state dict either way.
+            ``"dense"`` the whole weight times the mask (``MaskedLinear``); ``"auto"``: with one
+            mask, packs the layers of at least ``PACK_MIN_WEIGHTS`` weights. The same function
+            and state dict either way.
 
     Attributes:
         ordering: LongTensor buffer [D], the active mask's ordering (``ordering[k]`` is the k-th
@@ -178,12 +183,15 @@ class MADE(OrderedModel):
         self.register_buffer("active_mask", torch.tensor(-1))
         self.use_mask(0)
         if linear_impl == "packed" or (linear_impl == "auto" and self.num_masks == 1):
-            self._pack()
+            self._pack(PACK_MIN_WEIGHTS if linear_impl == "auto" else 0)
 
-    def _pack(self) -> None:
-        """Swap every layer for its packed form: the single mask never changes again."""
+    def _pack(self, min_weights: int) -> None:
+        """Swap the layers of at least ``min_weights`` weights for their packed form: the single
+        mask never changes again."""
 
-        def packed(layer: MaskedLinear) -> PackedMaskedLinear:
+        def packed(layer: MaskedLinear) -> nn.Module:
+            if layer.weight.numel() < min_weights:
+                return layer
             return PackedMaskedLinear(layer.weight, layer.bias, layer.mask)
 
         self.hidden_layers = nn.ModuleList(packed(layer) for layer in self.hidden_layers)
