@@ -38,7 +38,7 @@ from argen.models.packed_linear import PackedMaskedLinear
 LINEAR_IMPLS = ("auto", "dense", "packed")
 # linear_impl="auto" packs a layer of at least this many weights: below it the four bands' extra
 # calls cost more than the skipped blocks save (1 thread, batch 100, measured on the 2-core CPU by
-# ``python benchmarks/made_packing.py``: 784 x 100 0.94x, 784 x 250 1.25x, 784 x 500 1.27x).
+# ``python benchmarks/made_packing.py``: 784 x 100 0.97x, 784 x 250 1.21x, 784 x 500 1.32x).
 PACK_MIN_WEIGHTS = 100_000
 
 
@@ -88,6 +88,10 @@ class MaskedLinear(nn.Linear):
     def set_mask(self, mask: torch.Tensor) -> None:
         # Rebind rather than copy in place: the previous mask may still be saved for backward.
         self.mask = mask.to(self.mask)
+
+    def masked_weight(self) -> torch.Tensor:
+        """The weight times the mask: what the layer computes with."""
+        return self.weight * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused and x.dim() == 2:
@@ -363,7 +367,7 @@ class MADECachedStepper:
         columns, weights, biases, ends = self.order, [], [], []
         for layer, degree in zip(model.hidden_layers, degrees[1:], strict=True):
             degree, rows = torch.sort(degree.to(device), stable=True)
-            weight = layer.weight * layer.mask
+            weight = layer.masked_weight()
             weights.append(_take(weight, rows, columns))
             biases.append(layer.bias[rows])
             # ends[m]: units of degree <= m, i.e. final once the inputs ranked <= m are known
@@ -372,11 +376,11 @@ class MADECachedStepper:
             )
             columns = rows
         output = model.output_layer
-        self.out_weight = _take(output.weight * output.mask, self.order, columns)
+        self.out_weight = _take(output.masked_weight(), self.order, columns)
         self.out_bias = output.bias[self.order]
         self.direct = None
         if model.direct is not None:
-            self.direct = _take(model.direct.weight * model.direct.mask, self.order, self.order)
+            self.direct = _take(model.direct.masked_weight(), self.order, self.order)
         self.weights, self.biases, self.ends = weights, biases, [e.tolist() for e in ends]
         self.ranked = torch.zeros_like(x)  # the inputs in rank order
         self.hidden = [x.new_zeros(x.shape[0], w.shape[0]) for w in weights]
