@@ -121,6 +121,11 @@ def test_label_keys_greedy_choice():
     three = [("1", "0.001", "5"), ("8", "0.001", "5"), ("8", "0.0001", "5")]
     assert label_keys(three, keys) == [0, 1]
     assert show_value('"random"') == "random" and show_value("[500, 500]") == "[500,500]"
+    # A run setting that alone splits all three loses to model settings that together do
+    three = [("1", "0.001", "5"), ("8", "0.001", "7"), ("8", "0.0001", "9")]
+    assert label_keys(three, keys) == [0, 1]
+    only_time = [("1", "0.001", "5"), ("1", "0.001", "7")]
+    assert label_keys(only_time, keys) == [2]  # where the model's settings cannot, the rest can
 
 
 def test_a_setting_older_configs_lack_does_not_label_variants():

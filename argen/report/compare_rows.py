@@ -132,7 +132,10 @@ def _key_rank(key: str) -> tuple[int, str]:
 def label_keys(variants: Sequence[tuple[str, ...]], keys: Sequence[str]) -> list[int]:
     """Indices into ``keys`` of a small set of keys whose values still tell every variant apart:
     greedily the key that separates the most variants; on ties a key every variant sets before
-    one that older configs lack (``unset`` says nothing about the run), then model settings."""
+    one that older configs lack (``unset`` says nothing about the run), then model settings.
+    Where the model's own settings can tell every variant apart, only they are used: a label
+    says how the models differ (``hidden_sizes=[8000], ordering=random``), not which run had
+    which time limit."""
     chosen: list[int] = []
 
     def distinct(indices: list[int]) -> int:
@@ -141,8 +144,11 @@ def label_keys(variants: Sequence[tuple[str, ...]], keys: Sequence[str]) -> list
     def unset_somewhere(i: int) -> bool:
         return any(v[i] == UNSET for v in variants)
 
-    while distinct(chosen) < len(set(variants)):
-        rest = [i for i in range(len(keys)) if i not in chosen]
+    model_keys = [i for i, key in enumerate(keys) if key.startswith("model.")]
+    whole = len(set(variants))
+    pool = model_keys if distinct(model_keys) == whole else list(range(len(keys)))
+    while distinct(chosen) < whole:
+        rest = [i for i in pool if i not in chosen]
         best = min(
             rest,
             key=lambda i: (-distinct(chosen + [i]), unset_somewhere(i), _key_rank(keys[i])),
