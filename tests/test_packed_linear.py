@@ -101,3 +101,15 @@ def test_auto_packs_the_layers_big_enough_to_gain():
         "MaskedLinear",  # 500 -> 100: 50,000 weights
         "MaskedLinear",  # 100 -> 784: 78,400 weights
     ]
+
+
+def test_under_autocast_the_packed_layers_take_its_low_precision_matmul():
+    dense, packed = twins(ordering="random")
+    dense, packed = dense.float(), packed.float()
+    x = batch().float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = packed.training_loss(x)
+        reference = dense.training_loss(x)
+    low.sum().backward()
+    torch.testing.assert_close(low, reference)  # the same bf16 products
+    assert all(layer.packed.grad.abs().sum() > 0 for layer in layers(packed))

@@ -21,6 +21,7 @@ Only for a mask that never changes (a single-mask MADE); MADE's cycling masks ke
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -127,6 +128,10 @@ class PackedMaskedLinear(nn.Module):
         return [getattr(self, f"band_mask{index}") for index in range(len(self.bands))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # Autocast's low-precision matmul (bf16-mixed) applies to F.linear, not to the bands'
+            # out= products: one dense product of the assembled weight (gradients reach the bands).
+            return F.linear(x, self.weight, self.bias)
         ranked = x.index_select(1, self.col_order) if self._col_perm else x
         bias = self.bias
         if bias is not None and self._row_perm:
