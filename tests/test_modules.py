@@ -103,6 +103,15 @@ def test_every_family_logs_the_shared_metric_names(tmp_path, name):
     assert set(tested) == after_test
 
 
+@pytest.mark.parametrize(
+    "name, kind", [("density", "image"), ("autoencoder", "image"), ("text", "text")]
+)
+def test_a_module_reports_the_kind_of_data_its_network_declares(tmp_path, name, kind):
+    """run.py's units (per image or per character) follow the network's ``capabilities``."""
+    module, _ = family(name, tmp_path)
+    assert module.data_kind == kind
+
+
 def test_the_autoencoder_config_monitors_what_its_module_logs():
     config = yaml.safe_load((ROOT / "conf" / "model" / "autoencoder.yaml").read_text())
     assert config["monitor"] == AutoencoderModule.monitor == "val/recon_loss"

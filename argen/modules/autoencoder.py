@@ -19,7 +19,6 @@ MONITOR = "val/recon_loss"
 class AutoencoderModule(ARModule):
     """Trains ``net`` (an ``Autoencoder``) on its per-example reconstruction loss."""
 
-    data_kind = "image"  # run.py reads it; the registry test checks it agrees with the net
     monitor = MONITOR  # conf/model/autoencoder.yaml's monitor, for checkpoints
 
     def __init__(

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torchmetrics import SumMetric
 
+from argen.models.base import capabilities_of
 from argen.modules.optim import (
     MONITOR,
     OptimizerFactory,
@@ -96,8 +97,13 @@ class ARModule(L.LightningModule):
         num_dims: dimensions of one example, the ``D`` of bits/dim (1 for a character).
     """
 
-    data_kind = "image"  # run.py reads it; the registry test checks it agrees with the net
     monitor = MONITOR  # the validation metric checkpoints and plateau schedulers watch
+
+    @property
+    def data_kind(self) -> str:
+        """What the network models (``image`` or ``text``: the units run.py reports in), as its
+        class declares in ``capabilities``; never a second declaration to keep in step."""
+        return capabilities_of(self.net).data
 
     def __init__(
         self,

@@ -36,8 +36,6 @@ class DensityModule(GroupedSteps, ARModule):
             step) as one CUDA graph (``argen.modules.cuda_graph``); nothing changes elsewhere.
     """
 
-    data_kind = "image"  # run.py reads it; the registry test checks it agrees with the net
-
     def __init__(
         self,
         net: nn.Module,

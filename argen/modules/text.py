@@ -57,8 +57,6 @@ class TextModule(ARModule):
             setup or from the checkpoint when not given.
     """
 
-    data_kind = "text"  # run.py reads it; the registry test checks it agrees with the net
-
     def __init__(
         self,
         net: TextModel,
