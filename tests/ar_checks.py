@@ -6,6 +6,7 @@ Each check takes plain callables so that one helper serves MADE, NADE, PixelCNN,
   respect to every input dimension that is not strictly before *i* in the model's ordering, and a
   non-zero gradient with respect to at least some earlier ones (so a constant model cannot pass).
 * ``assert_normalized``: ``log_prob`` summed in probability space over every possible input is 1.
+* ``assert_cached_equals_naive``: a binary model's cached sampler draws what its naive one draws.
 * ``all_binary`` / ``all_discrete``: enumerate every input of a tiny instance.
 """
 
@@ -92,3 +93,16 @@ def raster_order(channels: int, height: int, width: int) -> torch.Tensor:
     order, and within a pixel channel by channel (R, then G, then B)."""
     index = torch.arange(channels * height * width).reshape(channels, height, width)
     return index.permute(1, 2, 0).reshape(-1)
+
+
+def assert_cached_equals_naive(model, num: int, temperature: float, seed: int) -> None:
+    """The same generator gives the same binary samples from ``sampler="cached"`` as from
+    ``"naive"``, and the draw is not degenerate (all zeros or all ones would match trivially)."""
+    draws = {}
+    for sampler in ("naive", "cached"):
+        generator = torch.Generator().manual_seed(seed)
+        draws[sampler] = model.sample(
+            num, temperature=temperature, generator=generator, sampler=sampler
+        )
+    assert torch.equal(draws["cached"], draws["naive"])
+    assert 0.05 < draws["cached"].mean() < 0.95, "a degenerate draw"

@@ -89,7 +89,7 @@ def test_an_old_run_directory_reads_as_todays_set_up(tmp_path):
 
 def test_a_made_run_from_before_packed_layers_resumes_with_dense_layers(tmp_path):
     """Its optimizer state has the dense layers' shapes: the resumed run builds them."""
-    from argen.training.run import check_resume_checkpoint
+    from argen.training.run import check_resume_checkpoint, resume_with_its_layers
 
     old = {**OLD_MADE, "data": {"name": "binarized_mnist"}}
     path = tmp_path / "old.ckpt"
@@ -98,10 +98,10 @@ def test_a_made_run_from_before_packed_layers_resumes_with_dense_layers(tmp_path
     cfg = OmegaConf.create(
         {"model": {"name": "made", "module": {"net": net}}, "data": {"name": "binarized_mnist"}}
     )
-    check_resume_checkpoint(cfg, str(path))
+    resume_with_its_layers(cfg, check_resume_checkpoint(cfg, str(path)), str(path))
     assert cfg.model.module.net.linear_impl == "dense"
     new = {**old, "model": {**old["model"], "module": {"net": net}}}
     torch.save({CONFIG_KEY: new, "state_dict": {}}, path)  # written with linear_impl: as asked
     cfg.model.module.net.linear_impl = "auto"
-    check_resume_checkpoint(cfg, str(path))
+    resume_with_its_layers(cfg, check_resume_checkpoint(cfg, str(path)), str(path))
     assert cfg.model.module.net.linear_impl == "auto"

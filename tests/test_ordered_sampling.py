@@ -8,11 +8,11 @@ import inspect
 import pytest
 import torch
 
-from argen.models import ordered_sampling
 from argen.models.fvsbn import FVSBN
 from argen.models.made import MADE
 from argen.models.nade import NADE
 from argen.models.ordered_sampling import OrderedModel
+from tests.ar_checks import assert_cached_equals_naive
 
 SHAPE = (1, 3, 3)
 BUILDERS = {
@@ -40,13 +40,13 @@ def test_the_three_models_share_one_sample_with_one_signature(monkeypatch):
         assert cls.sample is OrderedModel.sample, f"{cls.__name__} has its own sample"
         assert inspect.signature(cls.sample) == signature
     calls = []
-    real = ordered_sampling.sample_ordered
+    real = OrderedModel.sample
 
     def spy(model, *args, **kwargs):
         calls.append(type(model).__name__)
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(ordered_sampling, "sample_ordered", spy)
+    monkeypatch.setattr(OrderedModel, "sample", spy)
     for name in BUILDERS:
         assert peaked(name).sample(3).shape == (3, *SHAPE)
     assert calls == ["FVSBN", "NADE", "NADE", "MADE", "MADE"]
@@ -56,15 +56,7 @@ def test_the_three_models_share_one_sample_with_one_signature(monkeypatch):
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_cached_samples_equal_naive_samples(name, temperature):
     """The running sums (FVSBN, NADE) and MADE's cached units draw what full passes draw."""
-    model = peaked(name)
-    draws = {}
-    for sampler in ("naive", "cached"):
-        generator = torch.Generator().manual_seed(7)
-        draws[sampler] = model.sample(
-            200, temperature=temperature, generator=generator, sampler=sampler
-        )
-    assert torch.equal(draws["cached"], draws["naive"])
-    assert 0.05 < draws["cached"].mean() < 0.95, "not a degenerate draw"
+    assert_cached_equals_naive(peaked(name), 200, temperature, seed=7)
 
 
 @pytest.mark.parametrize("name", BUILDERS)

@@ -37,9 +37,9 @@ from argen.models.packed_linear import PackedMaskedLinear
 
 LINEAR_IMPLS = ("auto", "dense", "packed")
 # linear_impl="auto" packs a layer of at least this many weights: below it the four bands' extra
-# calls cost about what the skipped blocks save (1 thread, batch 100, the 2-core CPU, three runs of
-# ``python benchmarks/made_packing.py``: 16 x 16 -> 100 0.76-0.81x, 784 x 100 0.94-1.09x, a wash;
-# 784 x 250 1.21-1.25x, 784 x 500 1.26-1.32x).
+# calls cost about what the skipped blocks save (1 thread, batch 100, the quiet 2-core CPU,
+# ``python benchmarks/made_packing.py`` in docs/measurements.md: 16 x 16 -> 100 0.76x, 784 x 100
+# 1.09x (0.97x in an earlier run: a wash), 784 x 250 1.23x, 784 x 500 1.26x).
 PACK_MIN_WEIGHTS = 100_000
 
 

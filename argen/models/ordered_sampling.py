@@ -7,8 +7,8 @@ active) ordering, ``ordering[k]`` = the k-th variable generated. Where ``log_pro
 mixture over several orderings, sampling picks one ordering per sample uniformly at random, which
 samples that mixture exactly.
 
-:func:`sample_ordered` is the one loop, ``sample`` of all three with one signature and one set of
-options: it checks them, picks each sample's ordering, and draws every variable at ``temperature``
+:meth:`OrderedModel.sample` is the one loop, ``sample`` of all three with one signature and one
+set of options: it checks them, picks each sample's ordering, and draws every variable at ``temperature``
 from the model's conditional. A model gives only a *stepper* per ordering (:class:`OrderedStepper`):
 how the next conditional's logit is computed and what a drawn value updates. ``sampler`` picks it:
 ``"cached"`` reuses work across steps (FVSBN's and NADE's running sums, O(D) and O(H) per variable;
@@ -122,6 +122,7 @@ class OrderedModel(DensityModel):
         """The ordering of every sample when the mixture has one (MADE: the active mask)."""
         return 0
 
+    @torch.no_grad()
     def sample(
         self,
         n: int,
@@ -139,7 +140,21 @@ class OrderedModel(DensityModel):
         ``generator`` drives every random draw (the global generator without it); ``sampler``
         (default ``self.sampler``): ``"cached"`` or ``"naive"`` (``argen.models.ordered_sampling``).
         """
-        return sample_ordered(self, n, device, temperature, generator, ordering_index, sampler)
+        check_temperature(temperature)
+        sampler = check_sampler(self.sampler if sampler is None else sampler)
+        device = torch.device(device) if device is not None else self.ordering.device
+        dtype = next(self.parameters()).dtype
+        choice = self.choose_orderings(n, ordering_index, generator)
+        out = torch.zeros(n, self.num_dims, device=device, dtype=dtype)
+        with self.sampling_orderings():
+            for index in choice.unique().tolist():
+                rows = (choice == index).nonzero().flatten().to(device)
+                stepper = self.stepper(index, len(rows), device, dtype, sampler)
+                for t, i in enumerate(self.ordering_at(index).tolist()):
+                    probs = tempered_probs(stepper.logit(t, i), temperature)
+                    stepper.record(t, i, draw_bernoulli(self, probs, generator, dtype))
+                out[rows] = stepper.result()
+        return out.reshape(n, *self.shape)
 
 
 def draw_bernoulli(
@@ -153,31 +168,3 @@ def draw_bernoulli(
         u = torch.rand(probs.shape[0], generator=generator).to(probs.device)
         return (u < probs).to(dtype)
     return torch.bernoulli(probs, generator=generator).to(dtype)
-
-
-@torch.no_grad()
-def sample_ordered(
-    model: OrderedModel,
-    n: int,
-    device: torch.device | str | None = None,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    ordering_index: int | None = None,
-    sampler: str | None = None,
-) -> torch.Tensor:
-    """``model.sample``: ``n`` samples [n, *shape] (see ``OrderedModel.sample``)."""
-    check_temperature(temperature)
-    sampler = check_sampler(model.sampler if sampler is None else sampler)
-    device = torch.device(device) if device is not None else model.ordering.device
-    dtype = next(model.parameters()).dtype
-    choice = model.choose_orderings(n, ordering_index, generator)
-    out = torch.zeros(n, model.num_dims, device=device, dtype=dtype)
-    with model.sampling_orderings():
-        for index in choice.unique().tolist():
-            rows = (choice == index).nonzero().flatten().to(device)
-            stepper = model.stepper(index, len(rows), device, dtype, sampler)
-            for t, i in enumerate(model.ordering_at(index).tolist()):
-                probs = tempered_probs(stepper.logit(t, i), temperature)
-                stepper.record(t, i, draw_bernoulli(model, probs, generator, dtype))
-            out[rows] = stepper.result()
-    return out.reshape(n, *model.shape)

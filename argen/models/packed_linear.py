@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _identity_or(perm: torch.Tensor) -> torch.Tensor | None:
-    """``None`` for the identity permutation (no gather needed), else ``perm``."""
-    return None if torch.equal(perm, torch.arange(len(perm))) else perm
+def _is_identity(perm: torch.Tensor) -> bool:
+    """Whether ``perm`` leaves every index in place (no gather needed)."""
+    return torch.equal(perm, torch.arange(len(perm)))
 
 
 class _Bands(torch.autograd.Function):
@@ -121,8 +121,8 @@ class PackedMaskedLinear(nn.Module):
         self.register_buffer("col_order", cols.to(weight.device), persistent=False)
         self.register_buffer("row_rank", torch.argsort(rows).to(weight.device), persistent=False)
         self.register_buffer("col_rank", torch.argsort(cols).to(weight.device), persistent=False)
-        self._row_perm = _identity_or(rows) is not None
-        self._col_perm = _identity_or(cols) is not None
+        self._row_perm = not _is_identity(rows)
+        self._col_perm = not _is_identity(cols)
 
     def band_masks(self) -> list[torch.Tensor | None]:
         return [getattr(self, f"band_mask{index}") for index in range(len(self.bands))]

@@ -55,11 +55,6 @@ def model_capabilities(cfg: DictConfig) -> Capabilities:
         raise ConfigError(f"model={cfg.model.get('name')}: {exc}") from None
 
 
-def model_kind(cfg: DictConfig) -> str:
-    """What the model's network models: ``"image"`` or ``"text"`` (its declared capabilities)."""
-    return model_capabilities(cfg).data
-
-
 def check_model_matches_data(cfg: DictConfig) -> None:
     """The model's declared capabilities admit the data: its kind (images or text), its number of
     levels (binary-only models) and, for ``model.conditional=true``, labels."""

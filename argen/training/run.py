@@ -161,9 +161,9 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
-def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str) -> None:
+def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
     """The checkpoint must be readable (weights only) and hold the requested model and data;
-    otherwise say so now, before W&B or the data start."""
+    otherwise say so now, before W&B or the data start. Returns the config it records."""
     from argen.training.callbacks.config_in_checkpoint import CONFIG_KEY
 
     recorded = read_checkpoint(ckpt_path).get(CONFIG_KEY)
@@ -179,6 +179,12 @@ def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str) -> None:
             f"asks for model={want[0]} data={want[1]}: ask for model={have[0]} data={have[1]} to "
             "resume it, or give a checkpoint of the requested model"
         )
+    return recorded
+
+
+def resume_with_its_layers(cfg: DictConfig, recorded: dict[str, Any], ckpt_path: str) -> None:
+    """A MADE run from before ``linear_impl`` had dense layers; its optimizer state has their
+    shapes, so the resumed run builds them (``argen.training.legacy.dense_made_layers``)."""
     net = cfg.model.module.get("net")
     if dense_made_layers(recorded) and net is not None and net.get("linear_impl") != "dense":
         with open_dict(cfg):
@@ -309,7 +315,7 @@ def check_before_start(cfg: DictConfig) -> str | None:
     refuse_unsafe_multirun(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
-        check_resume_checkpoint(cfg, ckpt_path)
+        resume_with_its_layers(cfg, check_resume_checkpoint(cfg, ckpt_path), ckpt_path)
     return ckpt_path
 
 
