@@ -10,6 +10,7 @@ import torch
 from argen.models.base import count_parameters
 from argen.models.made import MADE
 from argen.models.packed_linear import PackedMaskedLinear
+from tests.ar_checks import assert_cached_equals_naive
 
 SHAPE = (1, 4, 5)
 CONFIGS = [
@@ -113,3 +114,11 @@ def test_under_autocast_the_packed_layers_take_its_low_precision_matmul():
     low.sum().backward()
     torch.testing.assert_close(low, reference)  # the same bf16 products
     assert all(layer.packed.grad.abs().sum() > 0 for layer in layers(packed))
+
+
+@pytest.mark.parametrize("config", CONFIGS[1:3])
+def test_packed_made_samples_as_the_dense_one_cached_and_naive(config):
+    dense, packed = twins(**config)
+    assert_cached_equals_naive(packed, 200, 1.0, seed=3)
+    drawn = [m.sample(50, generator=torch.Generator().manual_seed(3)) for m in (dense, packed)]
+    assert torch.equal(drawn[0], drawn[1])
